@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# thingledger's one entry point. Every command first makes sure the toolchain
+# is installed (quickly skipped when nothing changed), then does its job.
+#
+#   ./run.sh demo     set up, then run the sales-order story on a local chain
+#   ./run.sh test     set up, then run every test gate
+#   ./run.sh bench    set up, then print the benchmark figures
+#   ./run.sh setup    only set up
+#
+# Needs: bash, Python >= 3.10 with venv, Node >= 18 with npm, and the package
+# registries (PyPI, npm). Nothing else is downloaded.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+
+TOOLCHAIN="$ROOT/.toolchain"
+VENV="$ROOT/.venv"
+SOLC_VERSION="$(node -p 'require("./package.json").dependencies.solc' 2>/dev/null || true)"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
+
+# A stamp holds the hash of the files an install step depends on; the step
+# runs again only when that hash changes.
+inputs_hash() { cat "$@" | sha256sum | cut -d' ' -f1; }
+stamp_matches() { [[ -f "$TOOLCHAIN/stamps/$1" && "$(cat "$TOOLCHAIN/stamps/$1")" == "$2" ]]; }
+stamp_write() { mkdir -p "$TOOLCHAIN/stamps"; printf '%s' "$2" > "$TOOLCHAIN/stamps/$1"; }
+
+find_python() {
+  local candidate
+  for candidate in "${PYTHON:-}" python3.11 python3.12 python3.10 python3; do
+    [[ -n "$candidate" ]] || continue
+    if command -v "$candidate" >/dev/null 2>&1 &&
+      "$candidate" -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] < (3, 13))' 2>/dev/null; then
+      echo "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+setup_node() {
+  command -v npm >/dev/null 2>&1 || die "npm not found: install Node.js 18 or newer"
+  local hash
+  hash="$(inputs_hash package.json package-lock.json)"
+  stamp_matches npm "$hash" && [[ -d node_modules ]] && return 0
+  say "Installing anvil, forge, solc and OpenZeppelin from npm"
+  npm ci --no-audit --no-fund --loglevel=error
+  stamp_write npm "$hash"
+}
+
+# Native binaries shipped inside the npm packages, and the solc WebAssembly
+# build presented as a native solc (py-solc-x looks for solc-v<version>).
+link_toolchain() {
+  local os arch platform
+  case "$(uname -s)" in Linux) os=linux ;; Darwin) os=darwin ;; *) die "unsupported OS $(uname -s)" ;; esac
+  case "$(uname -m)" in x86_64 | amd64) arch=amd64 ;; aarch64 | arm64) arch=arm64 ;; *) die "unsupported CPU $(uname -m)" ;; esac
+  platform="$os-$arch"
+  mkdir -p "$TOOLCHAIN/bin" "$TOOLCHAIN/solcx"
+  for tool in anvil forge; do
+    local binary="$ROOT/node_modules/@foundry-rs/$tool-$platform/bin/$tool"
+    [[ -x "$binary" ]] || die "$tool binary for $platform missing from node_modules"
+    ln -sfn "$binary" "$TOOLCHAIN/bin/$tool"
+  done
+  printf '#!/bin/sh\nexec node "%s/toolchain/solc-wasm.cjs" "$@"\n' "$ROOT" > "$TOOLCHAIN/bin/solc"
+  chmod +x "$TOOLCHAIN/bin/solc"
+  ln -sfn "$TOOLCHAIN/bin/solc" "$TOOLCHAIN/solcx/solc-v$SOLC_VERSION"
+}
+
+setup_python() {
+  local python hash
+  python="$(find_python)" || die "Python 3.10, 3.11 or 3.12 not found (set PYTHON=/path/to/python3)"
+  hash="$(inputs_hash requirements.txt constraints.txt device_client/pyproject.toml)"
+  [[ -x "$VENV/bin/python" ]] || { say "Creating $VENV with $python"; "$python" -m venv "$VENV"; }
+  stamp_matches python "$hash" && return 0
+  say "Installing Python packages (pinned by constraints.txt)"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+  stamp_write python "$hash"
+}
+
+setup() {
+  setup_node
+  link_toolchain
+  setup_python
+}
+
+# Our toolchain comes before the venv: slither's solc-select also installs a
+# `solc` there, which would try to download compilers.
+export PATH="$TOOLCHAIN/bin:$VENV/bin:$PATH"
+export SOLCX_BINARY_PATH="$TOOLCHAIN/solcx"
+export PYTHONDONTWRITEBYTECODE=1
+
+cmd="${1:-}"
+[[ $# -gt 0 ]] && shift
+case "$cmd" in
+  setup) setup ;;
+  demo) setup && exec ape run demo "$@" ;;
+  test) setup && exec bash toolchain/test-gates.sh "$@" ;;
+  bench) setup && exec bash toolchain/bench.sh "$@" ;;
+  *) die "usage: ./run.sh {demo|test|bench|setup}" ;;
+esac
