@@ -159,15 +159,12 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712 {
     // ------------------------------------------------------------------ device-signed actions and keys
 
     /// @inheritdoc IDeviceRegistry
-    function useDeviceAction(uint256 deviceId, bytes32 action, uint256 deadline, bytes calldata signature)
-        external
-        returns (uint256 nonce)
-    {
+    function useDeviceAction(uint256 deviceId, bytes32 action, uint256 deadline, bytes calldata signature) external {
         if (block.timestamp > deadline) revert SignatureExpired(deadline);
         Device storage device = _devices[deviceId];
         Device memory current = device;
         if (current.state != DeviceState.Active) revert DeviceNotActive(deviceId, current.state);
-        nonce = current.nonce;
+        uint256 nonce = current.nonce;
         bytes32 digest = _hashTypedDataV4(
             keccak256(abi.encode(DEVICE_ACTION_TYPEHASH, deviceId, msg.sender, action, nonce, deadline))
         );
@@ -277,8 +274,11 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712 {
 
     /// @dev ECDSA.tryRecover refuses malleable (high-s) and malformed signatures by returning an error,
     /// which we map to address(0): never a device key.
-    function _recover(bytes32 digest, bytes calldata signature) private pure returns (address signer) {
-        (signer,,) = ECDSA.tryRecover(digest, signature);
+    function _recover(bytes32 digest, bytes calldata signature) private pure returns (address) {
+        // The third return value only details the error, which we do not report.
+        // slither-disable-next-line unused-return
+        (address signer, ECDSA.RecoverError error,) = ECDSA.tryRecover(digest, signature);
+        return error == ECDSA.RecoverError.NoError ? signer : address(0);
     }
 
     function _hashRecord(ManufacturingRecord calldata record) private pure returns (bytes32) {

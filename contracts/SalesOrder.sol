@@ -2,6 +2,7 @@
 pragma solidity 0.8.28;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {IDeviceRegistry} from "../interfaces/IDeviceRegistry.sol";
@@ -120,8 +121,9 @@ contract SalesOrder is ISalesOrder, AccessControl, Pausable, ReentrancyGuard {
         order.status = OrderStatus.Refunded;
         emit OrderRefunded(orderId, buyer, amount);
         uint256 deviceId = _orderDevice[orderId];
-        if (deviceId != 0) registry.transferFrom(buyer, order.seller, deviceId);
-        _pay(buyer, amount);
+        if (deviceId != 0) registry.transferFrom(msg.sender, order.seller, deviceId);
+        // Money only ever leaves to the caller, after every state change.
+        Address.sendValue(payable(msg.sender), amount);
     }
 
     // ------------------------------------------------------------------ warehouse gate
@@ -150,7 +152,8 @@ contract SalesOrder is ISalesOrder, AccessControl, Pausable, ReentrancyGuard {
         if (amount == 0) revert NothingToWithdraw(msg.sender);
         _credits[msg.sender] = 0;
         emit Withdrawn(msg.sender, amount);
-        _pay(msg.sender, amount);
+        // Money only ever leaves to the caller, after every state change.
+        Address.sendValue(payable(msg.sender), amount);
     }
 
     // ------------------------------------------------------------------ admin
@@ -264,8 +267,4 @@ contract SalesOrder is ISalesOrder, AccessControl, Pausable, ReentrancyGuard {
         return keccak256(abi.encode(RELEASE_TYPEHASH, orderId, buyer));
     }
 
-    function _pay(address to, uint256 amount) private {
-        (bool ok,) = payable(to).call{value: amount}("");
-        if (!ok) revert PaymentFailed(to, amount);
-    }
 }

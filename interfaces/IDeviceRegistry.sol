@@ -156,10 +156,7 @@ interface IDeviceRegistry is IERC721 {
     /// @param action The struct hash of the target's action.
     /// @param deadline Last timestamp at which the signature is accepted.
     /// @param signature The device key's EIP-712 signature.
-    /// @return nonce The nonce that was consumed.
-    function useDeviceAction(uint256 deviceId, bytes32 action, uint256 deadline, bytes calldata signature)
-        external
-        returns (uint256 nonce);
+    function useDeviceAction(uint256 deviceId, bytes32 action, uint256 deadline, bytes calldata signature) external;
 
     /// @notice Replaces the device's key. Called by the owner with the new key's signature of
     /// `RotateKey(uint256 deviceId,address newKey,uint256 nonce,uint256 deadline)`; consumes the device's nonce,

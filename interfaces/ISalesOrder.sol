@@ -83,7 +83,6 @@ interface ISalesOrder {
     error SellerCannotBuy(uint256 orderId);
     error GateNotAuthorized(uint256 gateId, address seller);
     error NothingToWithdraw(address account);
-    error PaymentFailed(address to, uint256 amount);
 
     /// @notice Lists an item for sale. An order is one storage slot: its make, model and year live in a
     /// catalog of item types shared by all orders (registered on first use), its serial in `OrderCreated`.

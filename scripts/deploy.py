@@ -1,0 +1,76 @@
+"""Deploy DeviceRegistry and SalesOrder, set up roles, and write deployments/<chainId>.json.
+
+    ape run deploy --network ethereum:local:foundry
+    ape run deploy --network iotex:testnet:node --account deployer --manufacturer 0xMaker...
+
+The deployment file is what the device client reads (addresses and chain id).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from ape import project
+from ape.api import AccountAPI
+from ape.cli import ConnectedProviderCommand, account_option
+from ape.exceptions import ApeException
+
+DEPLOYMENTS_FOLDER = Path(__file__).resolve().parent.parent / "deployments"
+
+
+def write_deployment(deployment: dict[str, Any], folder: Path = DEPLOYMENTS_FOLDER) -> Path:
+    """Write a deployment record to <folder>/<chainId>.json and return the path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{deployment['chainId']}.json"
+    path.write_text(json.dumps(deployment, indent=2) + "\n")
+    return path
+
+
+def deploy_contracts(
+    deployer: AccountAPI, admin: str, manufacturers: tuple[str, ...] = (), **tx_args: Any
+) -> tuple[Any, Any, dict[str, Any]]:
+    """Deploy both contracts with `admin` as their admin; grant MANUFACTURER_ROLE to `manufacturers`.
+
+    Role grants need the admin's signature, so they are made only when the deployer is the admin.
+    Returns the registry, the sales order contract and the deployment record: chain id, network,
+    deployer, and each contract's address and deployment block.
+    """
+    registry = deployer.deploy(project.DeviceRegistry, admin, **tx_args)
+    sales_order = deployer.deploy(project.SalesOrder, registry.address, admin, **tx_args)
+    if manufacturers and admin != deployer.address:
+        raise click.UsageError("--manufacturer needs the deployer to be the admin; grant the role from the admin later")
+    role = registry.MANUFACTURER_ROLE()
+    for manufacturer in manufacturers:
+        registry.grantRole(role, manufacturer, sender=deployer, **tx_args)
+
+    provider = deployer.provider
+    deployment = {
+        "chainId": provider.chain_id,
+        "network": provider.network.choice,
+        "deployer": deployer.address,
+        "contracts": {
+            name: {"address": contract.address, "block": contract.creation_metadata.block}
+            for name, contract in (("DeviceRegistry", registry), ("SalesOrder", sales_order))
+        },
+    }
+    return registry, sales_order, deployment
+
+
+@click.command(cls=ConnectedProviderCommand)
+@account_option()
+@click.option("--admin", help="Admin of both contracts (default: the deploying account).")
+@click.option("--manufacturer", "manufacturers", multiple=True, help="Grant MANUFACTURER_ROLE (repeatable).")
+@click.option("--out", "out_folder", type=click.Path(file_okay=False, path_type=Path), default=DEPLOYMENTS_FOLDER)
+def cli(account: AccountAPI, admin: str | None, manufacturers: tuple[str, ...], out_folder: Path) -> None:
+    """Deploy thingledger's contracts to the chosen network and write its deployment file."""
+    try:
+        _, _, deployment = deploy_contracts(account, admin or account.address, manufacturers)
+    except ApeException as error:
+        raise click.ClickException(str(error).splitlines()[0]) from None
+    path = write_deployment(deployment, out_folder)
+    for name, contract in deployment["contracts"].items():
+        click.echo(f"{name}: {contract['address']} (block {contract['block']})")
+    click.echo(f"wrote {path}")

@@ -1,0 +1,567 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {IDeviceRegistry} from "../../interfaces/IDeviceRegistry.sol";
+import {ThingledgerTest} from "./utils/ThingledgerTest.sol";
+
+/// @notice Fuzz tests of DeviceRegistry: provisioning signatures, device-signed actions, key rotation and
+/// permission grants.
+contract DeviceRegistryFuzzTest is ThingledgerTest {
+    address internal owner = makeAddr("owner");
+    address internal grantee = makeAddr("grantee");
+    address internal buyer = makeAddr("buyer");
+
+    // ================================================================== provisioning
+
+    function test_DomainSeparatorMatchesIndependentComputation() public view {
+        assertEq(registry.domainSeparator(), _domainSeparator(address(registry), block.chainid));
+    }
+
+    function testFuzz_Provision_ValidSignatureSucceeds(
+        uint256 pkSeed,
+        IDeviceRegistry.ManufacturingRecord memory record,
+        uint256 deadline
+    ) public {
+        uint256 pk = _pk(pkSeed);
+        address key = vm.addr(pk);
+        record.warrantyEnd = uint64(bound(record.warrantyEnd, 0, type(uint32).max));
+        deadline = bound(deadline, block.timestamp, type(uint256).max);
+        bytes memory sig = _signProvision(registry, pk, manufacturer, record, deadline);
+
+        vm.expectEmit(true, true, true, true, address(registry));
+        emit IDeviceRegistry.DeviceProvisioned(uint256(uint160(key)), manufacturer, key, _recordHash(record), record);
+        vm.prank(manufacturer);
+        uint256 deviceId = registry.provision(key, record, deadline, sig);
+
+        assertEq(deviceId, uint256(uint160(key)), "id is the first key");
+        assertEq(registry.ownerOf(deviceId), manufacturer, "minted to the manufacturer");
+        IDeviceRegistry.Device memory device = registry.getDevice(deviceId);
+        assertEq(device.key, key);
+        assertEq(uint8(device.state), uint8(IDeviceRegistry.DeviceState.Provisioned));
+        assertEq(device.warrantyEnd, record.warrantyEnd);
+        assertEq(device.nonce, 1, "provisioning consumes nonce 0");
+        assertEq(device.epoch, 0);
+        assertTrue(registry.isKeyUsed(key));
+        assertEq(registry.deviceIdOfKey(key), deviceId);
+        assertEq(registry.hashRecord(record), _recordHash(record));
+
+        // The same signature (or any other) can never provision the key again.
+        vm.prank(manufacturer);
+        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.KeyAlreadyUsed.selector, key));
+        registry.provision(key, record, deadline, sig);
+    }
+
+    function testFuzz_Provision_OtherSignerFails(
+        uint256 pkSeed,
+        uint256 otherSeed,
+        IDeviceRegistry.ManufacturingRecord memory record,
+        uint256 deadline
+    ) public {
+        uint256 pk = _pk(pkSeed);
+        uint256 otherPk = _pk(otherSeed);
+        vm.assume(vm.addr(pk) != vm.addr(otherPk));
+        address key = vm.addr(pk);
+        record.warrantyEnd = uint64(bound(record.warrantyEnd, 0, type(uint32).max));
+        deadline = bound(deadline, block.timestamp, type(uint256).max);
+
+        // The other key signs a message that names `key`.
+        bytes32 structHash = _provisionStructHash(key, manufacturer, record, 0, deadline);
+        bytes memory sig = _sign(otherPk, _typedDigest(registry.domainSeparator(), structHash));
+
+        vm.prank(manufacturer);
+        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.InvalidProvisioningSignature.selector, key));
+        registry.provision(key, record, deadline, sig);
+        assertFalse(registry.isKeyUsed(key));
+    }
+
+    /// @dev Every field of the signed message and of the domain, and the signature's form, matters: change
+    /// any one of them and provisioning fails; the untouched submission then succeeds.
+    function testFuzz_Provision_AnyChangedFieldFails(
+        uint256 pkSeed,
+        IDeviceRegistry.ManufacturingRecord memory record,
+        uint256 deadline,
+        uint256 field,
+        uint256 delta
+    ) public {
+        uint256 pk = _pk(pkSeed);
+        address key = vm.addr(pk);
+        record.warrantyEnd = uint64(bound(record.warrantyEnd, 0, type(uint32).max));
+        deadline = bound(deadline, block.timestamp, type(uint128).max);
+        field = bound(field, 0, 12);
+        delta = delta | 1; // never zero
+
+        bytes memory sig = _signProvision(registry, pk, manufacturer, record, deadline);
+        IDeviceRegistry.ManufacturingRecord memory changed = _copy(record);
+        address submitKey = key;
+        address caller = manufacturer;
+        uint256 submitDeadline = deadline;
+        bytes memory submitSig = sig;
+
+        if (field == 0) {
+            submitKey = address(uint160(key) ^ uint160(delta));
+            vm.assume(submitKey != address(0));
+        } else if (field == 1) {
+            caller = manufacturer2;
+        } else if (field == 2) {
+            changed.model = _mutate(changed.model, delta);
+        } else if (field == 3) {
+            changed.serial = _mutate(changed.serial, delta);
+        } else if (field == 4) {
+            changed.firmwareHash = changed.firmwareHash ^ bytes32(delta);
+        } else if (field == 5) {
+            changed.manufacturedAt ^= uint64(delta);
+        } else if (field == 6) {
+            changed.warrantyEnd ^= uint64(uint32(delta)); // stays within uint32
+        } else if (field == 7) {
+            changed.metadataURI = _mutate(changed.metadataURI, delta);
+        } else if (field == 8) {
+            submitDeadline = deadline + 1 + (delta % type(uint64).max);
+        } else if (field == 9) {
+            // signed with a nonce other than the never-used key's 0
+            submitSig = _signProvisionWith(pk, address(registry), block.chainid, manufacturer, record, delta, deadline);
+        } else if (field == 10) {
+            // signed for another chain
+            uint256 chainId = block.chainid + 1 + (delta % type(uint64).max);
+            submitSig = _signProvisionWith(pk, address(registry), chainId, manufacturer, record, 0, deadline);
+        } else if (field == 11) {
+            // signed for another registry
+            address other = address(uint160(address(registry)) ^ uint160(delta));
+            submitSig = _signProvisionWith(pk, other, block.chainid, manufacturer, record, 0, deadline);
+        } else {
+            // the high-s twin of the valid signature
+            submitSig = _malleate(sig);
+        }
+
+        vm.prank(caller);
+        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.InvalidProvisioningSignature.selector, submitKey));
+        registry.provision(submitKey, changed, submitDeadline, submitSig);
+
+        vm.prank(manufacturer);
+        assertEq(registry.provision(key, record, deadline, sig), uint256(uint160(key)));
+    }
+
+    function testFuzz_Provision_ExpiredDeadlineFails(uint256 pkSeed, uint256 deadline, uint256 late) public {
+        uint256 pk = _pk(pkSeed);
+        deadline = bound(deadline, 0, block.timestamp + 365 days);
+        late = bound(late, deadline + 1, deadline + 365 days);
+        IDeviceRegistry.ManufacturingRecord memory record = _defaultRecord();
+        bytes memory sig = _signProvision(registry, pk, manufacturer, record, deadline);
+        vm.warp(late);
+        vm.prank(manufacturer);
+        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.SignatureExpired.selector, deadline));
+        registry.provision(vm.addr(pk), record, deadline, sig);
+    }
+
+    function testFuzz_Provision_WarrantyBeyondUint32Fails(uint256 pkSeed, uint64 warrantyEnd) public {
+        uint256 pk = _pk(pkSeed);
+        warrantyEnd = uint64(bound(warrantyEnd, uint256(type(uint32).max) + 1, type(uint64).max));
+        IDeviceRegistry.ManufacturingRecord memory record = _defaultRecord();
+        record.warrantyEnd = warrantyEnd;
+        uint256 deadline = block.timestamp;
+        bytes memory sig = _signProvision(registry, pk, manufacturer, record, deadline);
+        vm.prank(manufacturer);
+        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.TimestampOutOfRange.selector, warrantyEnd));
+        registry.provision(vm.addr(pk), record, deadline, sig);
+    }
+
+    function testFuzz_Provision_OnlyManufacturers(uint256 pkSeed, address caller) public {
+        vm.assume(caller != manufacturer && caller != manufacturer2);
+        uint256 pk = _pk(pkSeed);
+        IDeviceRegistry.ManufacturingRecord memory record = _defaultRecord();
+        bytes memory sig = _signProvision(registry, pk, caller, record, block.timestamp);
+        vm.prank(caller);
+        vm.expectRevert(); // AccessControlUnauthorizedAccount
+        registry.provision(vm.addr(pk), record, block.timestamp, sig);
+    }
+
+    // ================================================================== device actions
+
+    function testFuzz_DeviceAction_ValidSignaturesConsumeNoncesInOrder(
+        uint256 pkSeed,
+        address target,
+        bytes32 action,
+        uint256 deadline,
+        uint256 count
+    ) public {
+        _assumeCaller(target);
+        uint256 pk = _pk(pkSeed);
+        uint256 deviceId = _device(pk, owner);
+        deadline = bound(deadline, block.timestamp, type(uint256).max);
+        count = bound(count, 1, 5);
+
+        bytes memory sig;
+        for (uint256 i; i < count; ++i) {
+            bytes32 a = keccak256(abi.encode(action, i));
+            sig = _signDeviceAction(registry, pk, deviceId, target, a, deadline);
+            vm.expectEmit(true, true, true, true, address(registry));
+            emit IDeviceRegistry.DeviceActionExecuted(deviceId, target, a, i + 1);
+            vm.prank(target);
+            assertEq(registry.useDeviceAction(deviceId, a, deadline, sig), i + 1);
+        }
+        assertEq(registry.getDevice(deviceId).nonce, count + 1);
+
+        // Replaying the last signature fails: its nonce is consumed.
+        bytes32 last = keccak256(abi.encode(action, count - 1));
+        vm.prank(target);
+        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.InvalidDeviceSignature.selector, deviceId));
+        registry.useDeviceAction(deviceId, last, deadline, sig);
+    }
+
+    /// @dev Change the signer, the submitting target, the action, the nonce, the deadline, the device id, the
+    /// domain or the signature's form: the action fails and the nonce is untouched.
+    function testFuzz_DeviceAction_AnyChangedFieldFails(
+        uint256 pkSeed,
+        uint256 otherSeed,
+        address target,
+        bytes32 action,
+        uint256 deadline,
+        uint256 field,
+        uint256 delta
+    ) public {
+        _assumeCaller(target);
+        uint256 pk = _pk(pkSeed);
+        uint256 otherPk = _pk(otherSeed);
+        vm.assume(vm.addr(pk) != vm.addr(otherPk));
+        uint256 deviceId = _device(pk, owner);
+        deadline = bound(deadline, block.timestamp, type(uint128).max);
+        field = bound(field, 0, 8);
+        delta = delta | 1;
+
+        bytes memory sig = _signDeviceAction(registry, pk, deviceId, target, action, deadline);
+        uint256 submitDevice = deviceId;
+        address caller = target;
+        bytes32 submitAction = action;
+        uint256 submitDeadline = deadline;
+        bytes memory submitSig = sig;
+
+        if (field == 0) {
+            submitSig = _signDeviceAction(registry, otherPk, deviceId, target, action, deadline);
+        } else if (field == 1) {
+            caller = address(uint160(target) ^ uint160(delta));
+            _assumeCaller(caller);
+        } else if (field == 2) {
+            submitAction = action ^ bytes32(delta);
+        } else if (field == 3) {
+            uint256 wrongNonce = (delta == 1 ? 0 : delta); // anything but the current nonce 1
+            submitSig = _signDeviceActionWith(
+                pk, address(registry), block.chainid, deviceId, target, action, wrongNonce, deadline
+            );
+        } else if (field == 4) {
+            submitDeadline = deadline + 1 + (delta % type(uint64).max);
+        } else if (field == 5) {
+            // a second active device, submitted with the first device's signature
+            submitDevice = _device(otherPk, owner);
+        } else if (field == 6) {
+            submitSig = _signDeviceActionWith(
+                pk, address(registry), block.chainid + 1 + (delta % 1e9), deviceId, target, action, 1, deadline
+            );
+        } else if (field == 7) {
+            address other = address(uint160(address(registry)) ^ uint160(delta));
+            submitSig = _signDeviceActionWith(pk, other, block.chainid, deviceId, target, action, 1, deadline);
+        } else {
+            submitSig = _malleate(sig);
+        }
+
+        vm.prank(caller);
+        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.InvalidDeviceSignature.selector, submitDevice));
+        registry.useDeviceAction(submitDevice, submitAction, submitDeadline, submitSig);
+        assertEq(registry.getDevice(deviceId).nonce, 1, "nonce untouched");
+
+        vm.prank(target);
+        assertEq(registry.useDeviceAction(deviceId, action, deadline, sig), 1);
+    }
+
+    function testFuzz_DeviceAction_ExpiredFails(uint256 pkSeed, bytes32 action, uint256 deadline, uint256 late)
+        public
+    {
+        uint256 pk = _pk(pkSeed);
+        uint256 deviceId = _device(pk, owner);
+        deadline = bound(deadline, block.timestamp, block.timestamp + 365 days);
+        late = bound(late, deadline + 1, deadline + 365 days);
+        bytes memory sig = _signDeviceAction(registry, pk, deviceId, address(this), action, deadline);
+        vm.warp(late);
+        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.SignatureExpired.selector, deadline));
+        registry.useDeviceAction(deviceId, action, deadline, sig);
+    }
+
+    /// @dev Only an Active device acts: Provisioned, Suspended and Decommissioned devices are refused even
+    /// with a perfect signature.
+    function testFuzz_DeviceAction_RequiresActive(uint256 pkSeed, bytes32 action, uint256 stateSel) public {
+        uint256 pk = _pk(pkSeed);
+        uint256 deviceId = _provisionDevice(registry, manufacturer, pk, owner, false);
+        stateSel = bound(stateSel, 0, 2);
+        IDeviceRegistry.DeviceState expectedState = IDeviceRegistry.DeviceState.Provisioned;
+        vm.startPrank(owner);
+        if (stateSel == 1) {
+            registry.activate(deviceId);
+            registry.suspend(deviceId);
+            expectedState = IDeviceRegistry.DeviceState.Suspended;
+        } else if (stateSel == 2) {
+            registry.activate(deviceId);
+            registry.decommission(deviceId);
+            expectedState = IDeviceRegistry.DeviceState.Decommissioned;
+        }
+        vm.stopPrank();
+
+        bytes memory sig = _signDeviceAction(registry, pk, deviceId, address(this), action, block.timestamp);
+        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.DeviceNotActive.selector, deviceId, expectedState));
+        registry.useDeviceAction(deviceId, action, block.timestamp, sig);
+
+        if (stateSel != 2) {
+            vm.prank(owner);
+            if (stateSel == 0) registry.activate(deviceId);
+            else registry.resume(deviceId);
+            assertEq(registry.useDeviceAction(deviceId, action, block.timestamp, sig), 1);
+        }
+    }
+
+    /// @dev After a rotation only the new key acts; signatures the old key made (even for the current nonce)
+    /// are void; both keys stay burnt.
+    function testFuzz_RotateKey_OnlyNewKeyActs(uint256 pkSeed, uint256 newSeed, bytes32 action) public {
+        uint256 pk = _pk(pkSeed);
+        uint256 newPk = _pk(newSeed);
+        vm.assume(vm.addr(pk) != vm.addr(newPk));
+        uint256 deviceId = _device(pk, owner);
+        address oldKey = vm.addr(pk);
+        address newKey = vm.addr(newPk);
+
+        bytes memory oldSig = _signDeviceAction(registry, pk, deviceId, address(this), action, block.timestamp);
+        bytes memory rotateSig = _signRotateKey(registry, newPk, deviceId, block.timestamp);
+
+        // Nobody but the owner rotates, and only with the new key's signature.
+        vm.prank(grantee);
+        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.NotDeviceOwner.selector, deviceId, grantee));
+        registry.rotateKey(deviceId, newKey, block.timestamp, rotateSig);
+        vm.prank(owner);
+        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.InvalidDeviceSignature.selector, deviceId));
+        registry.rotateKey(deviceId, newKey, block.timestamp, oldSig);
+
+        vm.prank(owner);
+        registry.rotateKey(deviceId, newKey, block.timestamp, rotateSig);
+        IDeviceRegistry.Device memory device = registry.getDevice(deviceId);
+        assertEq(device.key, newKey);
+        assertEq(device.nonce, 2, "rotation consumes a nonce");
+
+        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.InvalidDeviceSignature.selector, deviceId));
+        registry.useDeviceAction(deviceId, action, block.timestamp, oldSig);
+        bytes memory oldSigNow = _signDeviceAction(registry, pk, deviceId, address(this), action, block.timestamp);
+        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.InvalidDeviceSignature.selector, deviceId));
+        registry.useDeviceAction(deviceId, action, block.timestamp, oldSigNow);
+
+        bytes memory newSig = _signDeviceAction(registry, newPk, deviceId, address(this), action, block.timestamp);
+        assertEq(registry.useDeviceAction(deviceId, action, block.timestamp, newSig), 2);
+
+        assertEq(registry.deviceIdOfKey(newKey), deviceId);
+        assertEq(registry.deviceIdOfKey(oldKey), 0);
+        assertTrue(registry.isKeyUsed(oldKey));
+        assertTrue(registry.isKeyUsed(newKey));
+
+        // The rotated-in key can never be provisioned, nor rotated in again.
+        IDeviceRegistry.ManufacturingRecord memory record = _defaultRecord();
+        bytes memory provSig = _signProvision(registry, newPk, manufacturer, record, block.timestamp);
+        vm.prank(manufacturer);
+        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.KeyAlreadyUsed.selector, newKey));
+        registry.provision(newKey, record, block.timestamp, provSig);
+        bytes memory backSig = _signRotateKey(registry, pk, deviceId, block.timestamp);
+        vm.prank(owner);
+        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.KeyAlreadyUsed.selector, oldKey));
+        registry.rotateKey(deviceId, oldKey, block.timestamp, backSig);
+    }
+
+    // ================================================================== grants
+
+    /// @dev hasPermission(grantee) == bits all held && unexpired && grant of the current epoch && Active,
+    /// after any of: nothing, suspension, suspension+resumption, transfer, transfer and back, decommission,
+    /// revocation, re-grant by the new owner; at any later time.
+    function testFuzz_HasPermission_MatchesModel(
+        uint64 mask,
+        uint64 query,
+        bool subset,
+        uint256 lifetime,
+        uint256 elapsed,
+        uint256 scenario,
+        uint64 newMask
+    ) public {
+        uint256 deviceId = _device(0xA11CE, owner);
+        mask = uint64(bound(mask, 1, type(uint64).max));
+        if (subset) query &= mask;
+        lifetime = bound(lifetime, 1, 365 days);
+        uint64 expiresAt = uint64(block.timestamp + lifetime);
+        scenario = bound(scenario, 0, 7);
+
+        vm.expectEmit(true, true, false, true, address(registry));
+        emit IDeviceRegistry.PermissionsGranted(deviceId, grantee, mask, expiresAt, 0);
+        vm.prank(owner);
+        registry.grantPermissions(deviceId, grantee, mask, expiresAt);
+
+        bool active = true;
+        bool grantAlive = true; // same epoch and not revoked
+        address currentOwner = owner;
+        if (scenario == 1) {
+            vm.prank(owner);
+            registry.suspend(deviceId);
+            active = false;
+        } else if (scenario == 2) {
+            vm.startPrank(owner);
+            registry.suspend(deviceId);
+            registry.resume(deviceId);
+            vm.stopPrank();
+        } else if (scenario == 3) {
+            vm.prank(owner);
+            registry.transferFrom(owner, buyer, deviceId);
+            grantAlive = false;
+            currentOwner = buyer;
+        } else if (scenario == 4) {
+            vm.prank(owner);
+            registry.transferFrom(owner, buyer, deviceId);
+            vm.prank(buyer);
+            registry.transferFrom(buyer, owner, deviceId);
+            grantAlive = false; // back with the same owner, but in a new epoch
+        } else if (scenario == 5) {
+            vm.prank(owner);
+            registry.decommission(deviceId);
+            active = false;
+        } else if (scenario == 6) {
+            vm.prank(owner);
+            registry.revokePermissions(deviceId, grantee);
+            grantAlive = false;
+        } else if (scenario == 7) {
+            // the new owner grants again, in the new epoch, with new bits
+            vm.prank(owner);
+            registry.transferFrom(owner, buyer, deviceId);
+            currentOwner = buyer;
+            mask = uint64(bound(newMask, 1, type(uint64).max));
+            if (subset) query &= mask;
+            vm.prank(buyer);
+            registry.grantPermissions(deviceId, grantee, mask, expiresAt);
+        }
+
+        vm.warp(block.timestamp + bound(elapsed, 0, 400 days));
+        bool unexpired = block.timestamp <= expiresAt;
+        bool expected = query != 0 && active && grantAlive && unexpired && (mask & query) == query;
+        assertEq(registry.hasPermission(deviceId, grantee, query), expected, "grantee");
+        assertEq(registry.hasPermission(deviceId, currentOwner, query), query != 0 && active, "owner");
+        if (currentOwner != owner) {
+            assertFalse(registry.hasPermission(deviceId, owner, query), "former owner");
+        }
+        assertFalse(registry.hasPermission(deviceId, makeAddr("stranger"), query), "stranger");
+
+        (,, bool live) = registry.grantOf(deviceId, grantee);
+        assertEq(live, active && grantAlive && unexpired, "grantOf.live");
+    }
+
+    function testFuzz_Grant_Rejections(address caller, address to, uint64 mask, uint64 expiresAt, uint256 which)
+        public
+    {
+        uint256 deviceId = _device(0xB0B, owner);
+        which = bound(which, 0, 4);
+        mask = uint64(bound(mask, 1, type(uint64).max));
+        expiresAt = uint64(bound(expiresAt, block.timestamp + 1, type(uint64).max));
+        if (to == address(0)) to = grantee;
+        address from = owner;
+        bytes memory err;
+        if (which == 0) {
+            vm.assume(caller != owner);
+            from = caller;
+            err = abi.encodeWithSelector(IDeviceRegistry.NotDeviceOwner.selector, deviceId, caller);
+        } else if (which == 1) {
+            to = address(0);
+            err = abi.encodeWithSelector(IDeviceRegistry.ZeroAddress.selector);
+        } else if (which == 2) {
+            mask = 0;
+            err = abi.encodeWithSelector(IDeviceRegistry.EmptyPermissions.selector);
+        } else if (which == 3) {
+            expiresAt = uint64(bound(expiresAt, 0, block.timestamp));
+            err = abi.encodeWithSelector(IDeviceRegistry.GrantAlreadyExpired.selector, expiresAt);
+        } else {
+            vm.prank(owner);
+            registry.decommission(deviceId);
+            err = abi.encodeWithSelector(IDeviceRegistry.DeviceIsDecommissioned.selector, deviceId);
+        }
+        vm.prank(from);
+        vm.expectRevert(err);
+        registry.grantPermissions(deviceId, to, mask, expiresAt);
+        (uint64 stored,,) = registry.grantOf(deviceId, to);
+        assertEq(stored, 0);
+    }
+
+    /// @dev An approved operator grants for the owner, but its approval (and its power to grant) ends with
+    /// the transfer, and so does its grant.
+    function testFuzz_Grant_OperatorApprovalDiesWithTransfer(uint64 mask, address operator) public {
+        vm.assume(operator != address(0) && operator != owner && operator != buyer);
+        uint256 deviceId = _device(0xC0FFEE, owner);
+        mask = uint64(bound(mask, 1, type(uint64).max));
+        uint64 expiresAt = uint64(block.timestamp + 1 days);
+        vm.prank(owner);
+        registry.approve(operator, deviceId);
+        vm.prank(operator);
+        registry.grantPermissions(deviceId, grantee, mask, expiresAt);
+        assertTrue(registry.hasPermission(deviceId, grantee, mask));
+
+        vm.prank(owner);
+        registry.transferFrom(owner, buyer, deviceId);
+        assertFalse(registry.hasPermission(deviceId, grantee, mask));
+        vm.prank(operator);
+        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.NotDeviceOwner.selector, deviceId, operator));
+        registry.grantPermissions(deviceId, grantee, mask, expiresAt);
+    }
+
+    // ================================================================== decommission
+
+    function testFuzz_Decommissioned_NeverMoves(address to, uint256 fromState) public {
+        vm.assume(to != address(0) && to != owner);
+        uint256 deviceId = _provisionDevice(registry, manufacturer, 0xD00D, owner, false);
+        fromState = bound(fromState, 0, 2);
+        vm.startPrank(owner);
+        if (fromState >= 1) registry.activate(deviceId);
+        if (fromState == 2) registry.suspend(deviceId);
+        registry.decommission(deviceId);
+        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.DeviceIsDecommissioned.selector, deviceId));
+        registry.transferFrom(owner, to, deviceId);
+        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.DeviceIsDecommissioned.selector, deviceId));
+        registry.safeTransferFrom(owner, to, deviceId);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IDeviceRegistry.InvalidStateTransition.selector, deviceId, IDeviceRegistry.DeviceState.Decommissioned
+            )
+        );
+        registry.activate(deviceId);
+        vm.stopPrank();
+        assertEq(registry.ownerOf(deviceId), owner);
+        assertFalse(registry.warrantyActive(deviceId));
+    }
+
+    // ================================================================== helpers
+
+    function _assumeCaller(address who) internal view {
+        vm.assume(who != address(0) && who != address(vm) && who != CONSOLE && who != CREATE2_FACTORY);
+        vm.assume(who != address(registry) && who != owner);
+    }
+
+    function _copy(IDeviceRegistry.ManufacturingRecord memory r)
+        internal
+        pure
+        returns (IDeviceRegistry.ManufacturingRecord memory)
+    {
+        return IDeviceRegistry.ManufacturingRecord({
+            model: r.model,
+            serial: r.serial,
+            firmwareHash: r.firmwareHash,
+            manufacturedAt: r.manufacturedAt,
+            warrantyEnd: r.warrantyEnd,
+            metadataURI: r.metadataURI
+        });
+    }
+
+    /// @dev A different string: one byte flipped, or one byte appended.
+    function _mutate(string memory s, uint256 delta) internal pure returns (string memory) {
+        bytes memory b = bytes(s);
+        if (b.length > 0 && (delta >> 1) % 2 == 0) {
+            bytes memory c = bytes.concat(b); // copy
+            uint256 i = (delta >> 2) % c.length;
+            c[i] = bytes1(uint8(c[i]) ^ uint8((delta >> 8) | 1));
+            return string(c);
+        }
+        return string(bytes.concat(b, bytes1(uint8(delta >> 8))));
+    }
+}
