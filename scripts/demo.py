@@ -16,9 +16,8 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ape import accounts, chain, project
 from eth_account import Account
@@ -34,8 +33,7 @@ DAY = 86_400
 console = Console()
 
 
-@dataclass
-class Step:
+class Step(NamedTuple):
     actor: str
     action: str
     tx_hash: str = ""
@@ -85,7 +83,7 @@ def run_client(program: str, *args: str, expect_failure: bool = False, stdin: st
     """Runs the device client (`device`) or the buyer command (`buyer`) as its own process, in --json mode."""
     module = {"device": "thingledger_device", "buyer": "thingledger_device.buyer_cli"}[program]
     command = [sys.executable, "-m", module, *args, "--json"]
-    env = {**os.environ, "THINGLEDGER_KEYSTORE_PASSWORD": PASSWORD}
+    env = {**os.environ, "THINGLEDGER_KEYSTORE_PASSWORD": PASSWORD, "THINGLEDGER_GAS_KEYSTORE_PASSWORD": PASSWORD}
     result = subprocess.run(command, input=stdin, capture_output=True, text=True, env=env, timeout=120)
     try:
         output = json.loads(result.stdout)

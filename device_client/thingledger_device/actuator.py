@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -80,19 +79,19 @@ class GpioActuator:
         try:
             output.on()
             time.sleep(self.pulse_seconds)
+        except Exception as error:  # a pin failure must still be reported in one line
+            raise DeviceClientError(f"GPIO{self.pin} failed while releasing: {error}") from None
         finally:
             output.off()
             output.close()
 
 
-def make_actuator(kind: str, *, state_dir: str | Path, gpio_pin: int, pulse_seconds: float, echo: IO[str] | None = None) -> Actuator:
+def make_actuator(
+    kind: str, *, state_dir: str | Path, gpio_pin: int, pulse_seconds: float, echo: IO[str] | None = None
+) -> Actuator:
     """The actuator named on the command line: "log" or "gpio"."""
     if kind == "log":
         return LoggingActuator(Path(state_dir).expanduser() / ACTUATOR_LOG, echo=echo)
     if kind == "gpio":
         return GpioActuator(gpio_pin, pulse_seconds)
     raise DeviceClientError(f"unknown actuator {kind!r} (expected log or gpio)")
-
-
-def default_echo() -> IO[str]:
-    return sys.stderr

@@ -234,7 +234,7 @@ class Chain:
 
         transaction = self._rpc(what, build)
         signed = account.sign_transaction(transaction)
-        tx_hash = bytes(signed.hash)
+        tx_hash = signed.hash
 
         def send() -> None:
             try:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import DeviceClientError
-from .values import json_uint, parse_address, parse_bytes32, parse_signature, show_value
+from .values import json_uint, parse_address, parse_bytes32, parse_json, parse_signature, show_value
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -199,12 +199,7 @@ class ChallengeStore:
 
 
 def _load_json(text: str, what: str) -> Any:
-    if len(text) > MAX_DOCUMENT_LENGTH:
-        raise DeviceClientError(f"{what}: longer than {MAX_DOCUMENT_LENGTH} characters")
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as error:
-        raise DeviceClientError(f"{what}: not valid JSON ({error})") from None
+    return parse_json(text, what, max_length=MAX_DOCUMENT_LENGTH)
 
 
 def _exact_object(document: Any, names: tuple[str, ...], what: str) -> dict[str, Any]:

@@ -56,7 +56,7 @@ def _canonical_type(entry: dict[str, Any]) -> str:
 
 @cache
 def _error_table() -> dict[bytes, dict[str, Any]]:
-    from eth_utils import keccak
+    from eth_utils.crypto import keccak
 
     table: dict[bytes, dict[str, Any]] = {}
     for contract in (SALES_ORDER, REGISTRY):
@@ -69,8 +69,8 @@ def _error_table() -> dict[bytes, dict[str, Any]]:
 
 def decode_error(data: str | bytes | None) -> DecodedError | None:
     """Decodes revert data against the custom errors of both contracts; None when it matches none."""
-    from eth_abi import decode
-    from eth_utils import to_checksum_address
+    from eth_abi.abi import decode
+    from eth_utils.address import to_checksum_address
 
     if isinstance(data, str):
         try:
@@ -83,12 +83,16 @@ def decode_error(data: str | bytes | None) -> DecodedError | None:
     if entry is None:
         return None
     inputs = entry.get("inputs", [])
+    payload = bytes(data[4:])
+    # Every argument takes at least one 32-byte word (decoders in some environments pad short data).
+    if len(payload) % 32 or len(payload) < 32 * len(inputs):
+        return None
     try:
-        values = decode([_canonical_type(i) for i in inputs], bytes(data[4:]))
+        values = decode([_canonical_type(i) for i in inputs], payload, strict=True)
     except Exception:  # eth-abi raises several decoding error types; undecodable means "not this error"
         return None
     arguments: list[tuple[str, Any]] = []
-    for index, (spec, value) in enumerate(zip(inputs, values)):
+    for index, (spec, value) in enumerate(zip(inputs, values, strict=True)):
         names = ENUM_NAMES.get(spec.get("internalType", ""))
         if names is not None and isinstance(value, int) and value < len(names):
             value = names[value]

@@ -1,19 +1,18 @@
 """The deployment file the deploy script writes: which chain, and where DeviceRegistry and SalesOrder live.
 
-    {"chainId": 31337, "network": "ethereum:local", "deployer": "0x...",
-     "contracts": {"DeviceRegistry": {"address": "0x...", "block": 1},
-                   "SalesOrder": {"address": "0x...", "block": 2}}}
+{"chainId": 31337, "network": "ethereum:local", "deployer": "0x...",
+ "contracts": {"DeviceRegistry": {"address": "0x...", "block": 1},
+               "SalesOrder": {"address": "0x...", "block": 2}}}
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import DeviceClientError
-from .values import json_uint, parse_address, show_value
+from .values import json_uint, parse_address, parse_json, show_value
 
 
 @dataclass(frozen=True)
@@ -50,10 +49,7 @@ def load_deployment(path: str | Path | None) -> Deployment:
 
 def parse_deployment(text: str, source: str = "deployment") -> Deployment:
     """Parses the JSON text of a deployment file."""
-    try:
-        document = json.loads(text)
-    except (ValueError, RecursionError) as error:
-        raise DeviceClientError(f"{source}: not valid JSON ({error})") from None
+    document = parse_json(text, source)
     if not isinstance(document, dict):
         raise DeviceClientError(f"{source}: expected a JSON object")
     chain_id = json_uint(_field(document, "chainId", source), f"{source}: chainId")
@@ -87,6 +83,8 @@ def _location(contracts: dict[str, Any], name: str, source: str) -> ContractLoca
     entry = contracts[name]
     if not isinstance(entry, dict):
         raise DeviceClientError(f"{source}: contracts.{name} must be an object")
-    address = parse_address(_field(entry, "address", f"{source}: contracts.{name}"), f"{source}: contracts.{name}.address")
+    address = parse_address(
+        _field(entry, "address", f"{source}: contracts.{name}"), f"{source}: contracts.{name}.address"
+    )
     block = json_uint(_field(entry, "block", f"{source}: contracts.{name}"), f"{source}: contracts.{name}.block")
     return ContractLocation(address=address, block=block)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import DeviceClientError
-from .values import parse_address
+from .values import parse_address, parse_json
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -51,11 +51,12 @@ def read_keystore(path: str | Path | None) -> dict[str, Any]:
     if path is None or str(path) == "":
         raise DeviceClientError("no keystore: pass --keystore PATH or set THINGLEDGER_KEYSTORE")
     try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as error:
         raise DeviceClientError(f"cannot read keystore {path}: {error.strerror or error}") from None
-    except (ValueError, RecursionError):
+    except UnicodeDecodeError:
         raise DeviceClientError(f"keystore {path} is not a JSON key file") from None
+    document = parse_json(text, f"keystore {path}")
     if not isinstance(document, dict) or not isinstance(document.get("crypto", document.get("Crypto")), dict):
         raise DeviceClientError(f"keystore {path} is not a JSON key file (no crypto section)")
     return document
@@ -90,7 +91,9 @@ def unlock_keystore(path: str | Path | None, password: str) -> LocalAccount:
     return account
 
 
-def resolve_password(password_file: str | None, *, env_name: str = PASSWORD_ENV, purpose: str, confirm: bool = False) -> str:
+def resolve_password(
+    password_file: str | None, *, env_name: str = PASSWORD_ENV, purpose: str, confirm: bool = False
+) -> str:
     """The password from `password_file`, else from the environment variable `env_name`, else typed at a
     terminal prompt (twice if `confirm`); without any of these it is an error."""
     if password_file:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import DeviceClientError
-from .values import show_value, parse_address, parse_decimal
+from .values import parse_address, parse_decimal, show_value
 
 RECEIPT_PREFIX = "thingledger://receipt?"
 RECEIPT_VERSION = "1"

@@ -15,7 +15,7 @@ _DECIMAL = re.compile(r"0|[1-9][0-9]{0,77}")
 
 
 def _checksum(address: str) -> str:
-    from eth_utils import to_checksum_address  # deferred: eth_utils takes ~0.1 s to import
+    from eth_utils.address import to_checksum_address  # deferred: eth_utils takes ~0.1 s to import
 
     return str(to_checksum_address(address))
 
@@ -39,7 +39,9 @@ def parse_address(value: Any, what: str, *, require_checksum: bool = False) -> s
 def parse_decimal(text: str, what: str) -> int:
     """A canonical unsigned decimal below 2**256: digits only, no sign, no leading zeros."""
     if not _DECIMAL.fullmatch(text):
-        raise DeviceClientError(f"{what}: {show_value(text)} is not a non-negative decimal integer")
+        raise DeviceClientError(
+            f"{what}: {show_value(text)} is not a canonical decimal number (digits only, no sign, no leading zeros)"
+        )
     number = int(text)
     if number >= UINT256_LIMIT:
         raise DeviceClientError(f"{what}: {number} does not fit in 256 bits")
@@ -65,7 +67,9 @@ def parse_bytes32(value: Any, what: str) -> bytes:
 def parse_signature(value: Any, what: str) -> bytes:
     """A 65-byte ECDSA signature (r, s, v) written as `0x` and 130 hex digits."""
     if not isinstance(value, str) or not _SIGNATURE.fullmatch(value):
-        raise DeviceClientError(f"{what}: expected a 65-byte signature (0x and 130 hex digits), got {show_value(value)}")
+        raise DeviceClientError(
+            f"{what}: expected a 65-byte signature (0x and 130 hex digits), got {show_value(value)}"
+        )
     return bytes.fromhex(value[2:])
 
 
@@ -73,3 +77,43 @@ def show_value(value: Any, limit: int = 60) -> str:
     """A short, one-line rendering of an untrusted value for error messages."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+MAX_JSON_DEPTH = 32
+
+
+def parse_json(text: str, what: str, *, max_length: int = 65_536) -> Any:
+    """Decodes untrusted JSON text: bounded in length and nesting depth (deep nesting would otherwise
+    exhaust the parser's stack), every failure a DeviceClientError."""
+    import json
+
+    if len(text) > max_length:
+        raise DeviceClientError(f"{what}: longer than {max_length} characters")
+    if _nesting_depth(text) > MAX_JSON_DEPTH:
+        raise DeviceClientError(f"{what}: nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as error:
+        raise DeviceClientError(f"{what}: not valid JSON ({error})") from None
+
+
+def _nesting_depth(text: str) -> int:
+    """The deepest bracket nesting of JSON text, ignoring brackets inside strings."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for character in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif character == "\\":
+                escaped = True
+            elif character == '"':
+                in_string = False
+        elif character == '"':
+            in_string = True
+        elif character in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif character in "]}":
+            depth -= 1
+    return deepest
