@@ -74,6 +74,14 @@ contract DeviceRegistryFuzzTest is ThingledgerTest {
         assertFalse(registry.isKeyUsed(key));
     }
 
+    struct ProvisionSubmission {
+        address key;
+        address caller;
+        IDeviceRegistry.ManufacturingRecord record;
+        uint256 deadline;
+        bytes sig;
+    }
+
     /// @dev Every field of the signed message and of the domain, and the signature's form, matters: change
     /// any one of them and provisioning fails; the untouched submission then succeeds.
     function testFuzz_Provision_AnyChangedFieldFails(
@@ -87,57 +95,60 @@ contract DeviceRegistryFuzzTest is ThingledgerTest {
         address key = vm.addr(pk);
         record.warrantyEnd = uint64(bound(record.warrantyEnd, 0, type(uint32).max));
         deadline = bound(deadline, block.timestamp, type(uint128).max);
-        field = bound(field, 0, 12);
-        delta = delta | 1; // never zero
 
         bytes memory sig = _signProvision(registry, pk, manufacturer, record, deadline);
-        IDeviceRegistry.ManufacturingRecord memory changed = _copy(record);
-        address submitKey = key;
-        address caller = manufacturer;
-        uint256 submitDeadline = deadline;
-        bytes memory submitSig = sig;
+        ProvisionSubmission memory sub = ProvisionSubmission(key, manufacturer, _copy(record), deadline, sig);
+        _changeProvisionField(sub, pk, record, bound(field, 0, 12), delta | 1);
 
-        if (field == 0) {
-            submitKey = address(uint160(key) ^ uint160(delta));
-            vm.assume(submitKey != address(0));
-        } else if (field == 1) {
-            caller = manufacturer2;
-        } else if (field == 2) {
-            changed.model = _mutate(changed.model, delta);
-        } else if (field == 3) {
-            changed.serial = _mutate(changed.serial, delta);
-        } else if (field == 4) {
-            changed.firmwareHash = changed.firmwareHash ^ bytes32(delta);
-        } else if (field == 5) {
-            changed.manufacturedAt ^= uint64(delta);
-        } else if (field == 6) {
-            changed.warrantyEnd ^= uint64(uint32(delta)); // stays within uint32
-        } else if (field == 7) {
-            changed.metadataURI = _mutate(changed.metadataURI, delta);
-        } else if (field == 8) {
-            submitDeadline = deadline + 1 + (delta % type(uint64).max);
-        } else if (field == 9) {
-            // signed with a nonce other than the never-used key's 0
-            submitSig = _signProvisionWith(pk, address(registry), block.chainid, manufacturer, record, delta, deadline);
-        } else if (field == 10) {
-            // signed for another chain
-            uint256 chainId = block.chainid + 1 + (delta % type(uint64).max);
-            submitSig = _signProvisionWith(pk, address(registry), chainId, manufacturer, record, 0, deadline);
-        } else if (field == 11) {
-            // signed for another registry
-            address other = address(uint160(address(registry)) ^ uint160(delta));
-            submitSig = _signProvisionWith(pk, other, block.chainid, manufacturer, record, 0, deadline);
-        } else {
-            // the high-s twin of the valid signature
-            submitSig = _malleate(sig);
-        }
-
-        vm.prank(caller);
-        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.InvalidProvisioningSignature.selector, submitKey));
-        registry.provision(submitKey, changed, submitDeadline, submitSig);
+        vm.prank(sub.caller);
+        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.InvalidProvisioningSignature.selector, sub.key));
+        registry.provision(sub.key, sub.record, sub.deadline, sub.sig);
 
         vm.prank(manufacturer);
         assertEq(registry.provision(key, record, deadline, sig), uint256(uint160(key)));
+    }
+
+    function _changeProvisionField(
+        ProvisionSubmission memory sub,
+        uint256 pk,
+        IDeviceRegistry.ManufacturingRecord memory record,
+        uint256 field,
+        uint256 delta
+    ) internal view {
+        if (field == 0) {
+            sub.key = address(uint160(sub.key) ^ uint160(delta));
+            vm.assume(sub.key != address(0));
+        } else if (field == 1) {
+            sub.caller = manufacturer2;
+        } else if (field == 2) {
+            sub.record.model = _mutate(record.model, delta);
+        } else if (field == 3) {
+            sub.record.serial = _mutate(record.serial, delta);
+        } else if (field == 4) {
+            sub.record.firmwareHash = record.firmwareHash ^ bytes32(delta);
+        } else if (field == 5) {
+            sub.record.manufacturedAt = record.manufacturedAt ^ uint64(delta);
+        } else if (field == 6) {
+            sub.record.warrantyEnd = record.warrantyEnd ^ uint64(uint32(delta)); // stays within uint32
+        } else if (field == 7) {
+            sub.record.metadataURI = _mutate(record.metadataURI, delta);
+        } else if (field == 8) {
+            sub.deadline = sub.deadline + 1 + (delta % type(uint64).max);
+        } else if (field == 9) {
+            // signed with a nonce other than the never-used key's 0
+            sub.sig = _signProvisionWith(pk, address(registry), block.chainid, manufacturer, record, delta, sub.deadline);
+        } else if (field == 10) {
+            // signed for another chain
+            uint256 chainId = block.chainid + 1 + (delta % type(uint64).max);
+            sub.sig = _signProvisionWith(pk, address(registry), chainId, manufacturer, record, 0, sub.deadline);
+        } else if (field == 11) {
+            // signed for another registry
+            address other = address(uint160(address(registry)) ^ uint160(delta));
+            sub.sig = _signProvisionWith(pk, other, block.chainid, manufacturer, record, 0, sub.deadline);
+        } else {
+            // the high-s twin of the valid signature
+            sub.sig = _malleate(sub.sig);
+        }
     }
 
     function testFuzz_Provision_ExpiredDeadlineFails(uint256 pkSeed, uint256 deadline, uint256 late) public {
@@ -196,7 +207,8 @@ contract DeviceRegistryFuzzTest is ThingledgerTest {
             vm.expectEmit(true, true, true, true, address(registry));
             emit IDeviceRegistry.DeviceActionExecuted(deviceId, target, a, i + 1);
             vm.prank(target);
-            assertEq(registry.useDeviceAction(deviceId, a, deadline, sig), i + 1);
+            registry.useDeviceAction(deviceId, a, deadline, sig);
+            assertEq(registry.getDevice(deviceId).nonce, i + 2);
         }
         assertEq(registry.getDevice(deviceId).nonce, count + 1);
 
@@ -205,6 +217,14 @@ contract DeviceRegistryFuzzTest is ThingledgerTest {
         vm.prank(target);
         vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.InvalidDeviceSignature.selector, deviceId));
         registry.useDeviceAction(deviceId, last, deadline, sig);
+    }
+
+    struct ActionSubmission {
+        uint256 deviceId;
+        address caller;
+        bytes32 action;
+        uint256 deadline;
+        bytes sig;
     }
 
     /// @dev Change the signer, the submitting target, the action, the nonce, the deadline, the device id, the
@@ -224,51 +244,52 @@ contract DeviceRegistryFuzzTest is ThingledgerTest {
         vm.assume(vm.addr(pk) != vm.addr(otherPk));
         uint256 deviceId = _device(pk, owner);
         deadline = bound(deadline, block.timestamp, type(uint128).max);
-        field = bound(field, 0, 8);
-        delta = delta | 1;
 
         bytes memory sig = _signDeviceAction(registry, pk, deviceId, target, action, deadline);
-        uint256 submitDevice = deviceId;
-        address caller = target;
-        bytes32 submitAction = action;
-        uint256 submitDeadline = deadline;
-        bytes memory submitSig = sig;
+        ActionSubmission memory sub = ActionSubmission(deviceId, target, action, deadline, sig);
+        _changeActionField(sub, pk, otherPk, bound(field, 0, 8), delta | 1);
 
-        if (field == 0) {
-            submitSig = _signDeviceAction(registry, otherPk, deviceId, target, action, deadline);
-        } else if (field == 1) {
-            caller = address(uint160(target) ^ uint160(delta));
-            _assumeCaller(caller);
-        } else if (field == 2) {
-            submitAction = action ^ bytes32(delta);
-        } else if (field == 3) {
-            uint256 wrongNonce = (delta == 1 ? 0 : delta); // anything but the current nonce 1
-            submitSig = _signDeviceActionWith(
-                pk, address(registry), block.chainid, deviceId, target, action, wrongNonce, deadline
-            );
-        } else if (field == 4) {
-            submitDeadline = deadline + 1 + (delta % type(uint64).max);
-        } else if (field == 5) {
-            // a second active device, submitted with the first device's signature
-            submitDevice = _device(otherPk, owner);
-        } else if (field == 6) {
-            submitSig = _signDeviceActionWith(
-                pk, address(registry), block.chainid + 1 + (delta % 1e9), deviceId, target, action, 1, deadline
-            );
-        } else if (field == 7) {
-            address other = address(uint160(address(registry)) ^ uint160(delta));
-            submitSig = _signDeviceActionWith(pk, other, block.chainid, deviceId, target, action, 1, deadline);
-        } else {
-            submitSig = _malleate(sig);
-        }
-
-        vm.prank(caller);
-        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.InvalidDeviceSignature.selector, submitDevice));
-        registry.useDeviceAction(submitDevice, submitAction, submitDeadline, submitSig);
+        vm.prank(sub.caller);
+        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.InvalidDeviceSignature.selector, sub.deviceId));
+        registry.useDeviceAction(sub.deviceId, sub.action, sub.deadline, sub.sig);
         assertEq(registry.getDevice(deviceId).nonce, 1, "nonce untouched");
 
         vm.prank(target);
-        assertEq(registry.useDeviceAction(deviceId, action, deadline, sig), 1);
+        registry.useDeviceAction(deviceId, action, deadline, sig);
+        assertEq(registry.getDevice(deviceId).nonce, 2);
+    }
+
+    function _changeActionField(ActionSubmission memory sub, uint256 pk, uint256 otherPk, uint256 field, uint256 delta)
+        internal
+    {
+        uint256 deviceId = sub.deviceId;
+        if (field == 0) {
+            sub.sig = _signDeviceAction(registry, otherPk, deviceId, sub.caller, sub.action, sub.deadline);
+        } else if (field == 1) {
+            sub.caller = address(uint160(sub.caller) ^ uint160(delta));
+            _assumeCaller(sub.caller);
+        } else if (field == 2) {
+            sub.action = sub.action ^ bytes32(delta);
+        } else if (field == 3) {
+            uint256 wrongNonce = (delta == 1 ? 0 : delta); // anything but the current nonce 1
+            sub.sig = _signDeviceActionWith(
+                pk, address(registry), block.chainid, deviceId, sub.caller, sub.action, wrongNonce, sub.deadline
+            );
+        } else if (field == 4) {
+            sub.deadline = sub.deadline + 1 + (delta % type(uint64).max);
+        } else if (field == 5) {
+            // a second active device, submitted with the first device's signature
+            sub.deviceId = _device(otherPk, owner);
+        } else if (field == 6) {
+            uint256 chainId = block.chainid + 1 + (delta % 1e9);
+            sub.sig =
+                _signDeviceActionWith(pk, address(registry), chainId, deviceId, sub.caller, sub.action, 1, sub.deadline);
+        } else if (field == 7) {
+            address other = address(uint160(address(registry)) ^ uint160(delta));
+            sub.sig = _signDeviceActionWith(pk, other, block.chainid, deviceId, sub.caller, sub.action, 1, sub.deadline);
+        } else {
+            sub.sig = _malleate(sub.sig);
+        }
     }
 
     function testFuzz_DeviceAction_ExpiredFails(uint256 pkSeed, bytes32 action, uint256 deadline, uint256 late)
@@ -311,7 +332,8 @@ contract DeviceRegistryFuzzTest is ThingledgerTest {
             vm.prank(owner);
             if (stateSel == 0) registry.activate(deviceId);
             else registry.resume(deviceId);
-            assertEq(registry.useDeviceAction(deviceId, action, block.timestamp, sig), 1);
+            registry.useDeviceAction(deviceId, action, block.timestamp, sig);
+            assertEq(registry.getDevice(deviceId).nonce, 2);
         }
     }
 
@@ -349,7 +371,10 @@ contract DeviceRegistryFuzzTest is ThingledgerTest {
         registry.useDeviceAction(deviceId, action, block.timestamp, oldSigNow);
 
         bytes memory newSig = _signDeviceAction(registry, newPk, deviceId, address(this), action, block.timestamp);
-        assertEq(registry.useDeviceAction(deviceId, action, block.timestamp, newSig), 2);
+        vm.expectEmit(true, true, true, true, address(registry));
+        emit IDeviceRegistry.DeviceActionExecuted(deviceId, address(this), action, 2);
+        registry.useDeviceAction(deviceId, action, block.timestamp, newSig);
+        assertEq(registry.getDevice(deviceId).nonce, 3);
 
         assertEq(registry.deviceIdOfKey(newKey), deviceId);
         assertEq(registry.deviceIdOfKey(oldKey), 0);
@@ -370,6 +395,15 @@ contract DeviceRegistryFuzzTest is ThingledgerTest {
 
     // ================================================================== grants
 
+    struct GrantModel {
+        uint256 deviceId;
+        uint64 mask;
+        uint64 expiresAt;
+        bool active;
+        bool grantAlive; // of the current epoch and not revoked
+        address currentOwner;
+    }
+
     /// @dev hasPermission(grantee) == bits all held && unexpired && grant of the current epoch && Active,
     /// after any of: nothing, suspension, suspension+resumption, transfer, transfer and back, decommission,
     /// revocation, re-grant by the new owner; at any later time.
@@ -382,25 +416,43 @@ contract DeviceRegistryFuzzTest is ThingledgerTest {
         uint256 scenario,
         uint64 newMask
     ) public {
-        uint256 deviceId = _device(0xA11CE, owner);
-        mask = uint64(bound(mask, 1, type(uint64).max));
-        if (subset) query &= mask;
-        lifetime = bound(lifetime, 1, 365 days);
-        uint64 expiresAt = uint64(block.timestamp + lifetime);
-        scenario = bound(scenario, 0, 7);
+        GrantModel memory m;
+        m.deviceId = _device(0xA11CE, owner);
+        m.mask = uint64(bound(mask, 1, type(uint64).max));
+        m.expiresAt = uint64(block.timestamp + bound(lifetime, 1, 365 days));
+        m.active = true;
+        m.grantAlive = true;
+        m.currentOwner = owner;
 
         vm.expectEmit(true, true, false, true, address(registry));
-        emit IDeviceRegistry.PermissionsGranted(deviceId, grantee, mask, expiresAt, 0);
+        // one epoch already: the manufacturer handed the device to `owner`
+        emit IDeviceRegistry.PermissionsGranted(m.deviceId, grantee, m.mask, m.expiresAt, 1);
         vm.prank(owner);
-        registry.grantPermissions(deviceId, grantee, mask, expiresAt);
+        registry.grantPermissions(m.deviceId, grantee, m.mask, m.expiresAt);
 
-        bool active = true;
-        bool grantAlive = true; // same epoch and not revoked
-        address currentOwner = owner;
+        _applyScenario(m, bound(scenario, 0, 7), newMask);
+        if (subset) query &= m.mask;
+
+        vm.warp(block.timestamp + bound(elapsed, 0, 400 days));
+        bool unexpired = block.timestamp <= m.expiresAt;
+        bool expected = query != 0 && m.active && m.grantAlive && unexpired && (m.mask & query) == query;
+        assertEq(registry.hasPermission(m.deviceId, grantee, query), expected, "grantee");
+        assertEq(registry.hasPermission(m.deviceId, m.currentOwner, query), query != 0 && m.active, "owner");
+        if (m.currentOwner != owner) {
+            assertFalse(registry.hasPermission(m.deviceId, owner, query), "former owner");
+        }
+        assertFalse(registry.hasPermission(m.deviceId, makeAddr("stranger"), query), "stranger");
+
+        (,, bool live) = registry.grantOf(m.deviceId, grantee);
+        assertEq(live, m.active && m.grantAlive && unexpired, "grantOf.live");
+    }
+
+    function _applyScenario(GrantModel memory m, uint256 scenario, uint64 newMask) internal {
+        uint256 deviceId = m.deviceId;
         if (scenario == 1) {
             vm.prank(owner);
             registry.suspend(deviceId);
-            active = false;
+            m.active = false;
         } else if (scenario == 2) {
             vm.startPrank(owner);
             registry.suspend(deviceId);
@@ -409,45 +461,31 @@ contract DeviceRegistryFuzzTest is ThingledgerTest {
         } else if (scenario == 3) {
             vm.prank(owner);
             registry.transferFrom(owner, buyer, deviceId);
-            grantAlive = false;
-            currentOwner = buyer;
+            m.grantAlive = false;
+            m.currentOwner = buyer;
         } else if (scenario == 4) {
             vm.prank(owner);
             registry.transferFrom(owner, buyer, deviceId);
             vm.prank(buyer);
             registry.transferFrom(buyer, owner, deviceId);
-            grantAlive = false; // back with the same owner, but in a new epoch
+            m.grantAlive = false; // back with the same owner, but in a new epoch
         } else if (scenario == 5) {
             vm.prank(owner);
             registry.decommission(deviceId);
-            active = false;
+            m.active = false;
         } else if (scenario == 6) {
             vm.prank(owner);
             registry.revokePermissions(deviceId, grantee);
-            grantAlive = false;
+            m.grantAlive = false;
         } else if (scenario == 7) {
             // the new owner grants again, in the new epoch, with new bits
             vm.prank(owner);
             registry.transferFrom(owner, buyer, deviceId);
-            currentOwner = buyer;
-            mask = uint64(bound(newMask, 1, type(uint64).max));
-            if (subset) query &= mask;
+            m.currentOwner = buyer;
+            m.mask = uint64(bound(newMask, 1, type(uint64).max));
             vm.prank(buyer);
-            registry.grantPermissions(deviceId, grantee, mask, expiresAt);
+            registry.grantPermissions(deviceId, grantee, m.mask, m.expiresAt);
         }
-
-        vm.warp(block.timestamp + bound(elapsed, 0, 400 days));
-        bool unexpired = block.timestamp <= expiresAt;
-        bool expected = query != 0 && active && grantAlive && unexpired && (mask & query) == query;
-        assertEq(registry.hasPermission(deviceId, grantee, query), expected, "grantee");
-        assertEq(registry.hasPermission(deviceId, currentOwner, query), query != 0 && active, "owner");
-        if (currentOwner != owner) {
-            assertFalse(registry.hasPermission(deviceId, owner, query), "former owner");
-        }
-        assertFalse(registry.hasPermission(deviceId, makeAddr("stranger"), query), "stranger");
-
-        (,, bool live) = registry.grantOf(deviceId, grantee);
-        assertEq(live, active && grantAlive && unexpired, "grantOf.live");
     }
 
     function testFuzz_Grant_Rejections(address caller, address to, uint64 mask, uint64 expiresAt, uint256 which)

@@ -1,0 +1,328 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {IDeviceRegistry} from "../../interfaces/IDeviceRegistry.sol";
+import {ISalesOrder} from "../../interfaces/ISalesOrder.sol";
+import {ItemCodec} from "../../contracts/libraries/ItemCodec.sol";
+import {ThingledgerTest} from "./utils/ThingledgerTest.sol";
+
+/// @notice Fuzz tests of SalesOrder: price rules, exact payment, the item catalog codec, gate authorization
+/// and the refund deadline.
+contract SalesOrderFuzzTest is ThingledgerTest {
+    uint256 internal constant MAX_PRICE = uint256(type(uint64).max) * 1 gwei;
+
+    address internal seller = makeAddr("seller");
+    address internal buyer = makeAddr("buyer");
+    address internal gateOwner = makeAddr("gateOwner");
+    uint256 internal constant GATE_PK = 0x6A7E;
+
+    // ================================================================== price rules
+
+    function testFuzz_CreateOrder_WholeGweiAccepted(uint64 priceGwei) public {
+        priceGwei = uint64(bound(priceGwei, 1, type(uint64).max));
+        uint256 price = uint256(priceGwei) * 1 gwei;
+        uint256 orderId = _list(seller, price);
+        ISalesOrder.OrderView memory o = sales.getOrder(orderId);
+        assertEq(o.price, price);
+        assertEq(uint8(o.status), uint8(ISalesOrder.OrderStatus.Listed));
+        assertEq(o.seller, seller);
+        (,,, uint256 itemPrice,,,) = sales.getItem(orderId);
+        assertEq(itemPrice, price);
+    }
+
+    function testFuzz_CreateOrder_FractionalGweiRefused(uint64 priceGwei, uint256 remainder) public {
+        priceGwei = uint64(bound(priceGwei, 0, type(uint64).max - 1));
+        uint256 price = uint256(priceGwei) * 1 gwei + bound(remainder, 1, 1 gwei - 1);
+        vm.prank(seller);
+        vm.expectRevert(abi.encodeWithSelector(ISalesOrder.PriceNotWholeGwei.selector, price));
+        sales.createOrder(_item("Acme", "Widget", 2024, "S"), price, 0, 0);
+    }
+
+    function testFuzz_CreateOrder_AboveMaxRefused(uint256 price) public {
+        price = bound(price, MAX_PRICE + 1, type(uint256).max);
+        vm.prank(seller);
+        vm.expectRevert(abi.encodeWithSelector(ISalesOrder.PriceOutOfRange.selector, price));
+        sales.createOrder(_item("Acme", "Widget", 2024, "S"), price, 0, 0);
+    }
+
+    /// @dev Any uint256 price, including 0 and the boundaries, against the documented rule.
+    function testFuzz_CreateOrder_AnyPriceFollowsRule(uint256 price, uint256 shape) public {
+        shape = bound(shape, 0, 3);
+        if (shape == 0) price = bound(price, 0, 3 gwei);
+        else if (shape == 1) price = bound(price, MAX_PRICE - 2 gwei, MAX_PRICE + 2 gwei);
+        else if (shape == 2) price = bound(price, 0, MAX_PRICE);
+        bytes memory err;
+        if (price == 0 || price > MAX_PRICE) err = abi.encodeWithSelector(ISalesOrder.PriceOutOfRange.selector, price);
+        else if (price % 1 gwei != 0) err = abi.encodeWithSelector(ISalesOrder.PriceNotWholeGwei.selector, price);
+
+        vm.prank(seller);
+        if (err.length != 0) vm.expectRevert(err);
+        uint256 orderId = sales.createOrder(_item("Acme", "Widget", 2024, "S"), price, 0, 0);
+        if (err.length == 0) {
+            assertEq(sales.getOrder(orderId).price, price);
+            assertEq(sales.lastOrderId(), 1);
+        } else {
+            assertEq(sales.lastOrderId(), 0);
+        }
+    }
+
+    // ================================================================== payment
+
+    function testFuzz_Buy_OnlyExactPriceWorks(uint64 priceGwei, uint256 value) public {
+        priceGwei = uint64(bound(priceGwei, 1, type(uint64).max));
+        uint256 price = uint256(priceGwei) * 1 gwei;
+        value = bound(value, 0, 2 * price);
+        uint256 orderId = _list(seller, price);
+        vm.deal(buyer, 3 * price);
+
+        if (value != price) {
+            vm.prank(buyer);
+            vm.expectRevert(abi.encodeWithSelector(ISalesOrder.WrongPayment.selector, price, value));
+            sales.buy{value: value}(orderId);
+            assertEq(address(sales).balance, 0);
+            assertFalse(sales.isSold(orderId));
+        }
+        vm.prank(buyer);
+        sales.buy{value: price}(orderId);
+        assertEq(address(sales).balance, price);
+        assertEq(buyer.balance, 2 * price);
+        assertTrue(sales.isSold(orderId));
+        assertTrue(sales.verifyOwnership(orderId, buyer));
+        assertFalse(sales.verifyOwnership(orderId, seller));
+        assertEq(uint8(sales.getOrder(orderId).status), uint8(ISalesOrder.OrderStatus.Paid));
+
+        // Paid once: nobody pays again, at any value.
+        vm.prank(buyer);
+        vm.expectRevert(
+            abi.encodeWithSelector(ISalesOrder.WrongStatus.selector, orderId, ISalesOrder.OrderStatus.Paid)
+        );
+        sales.buy{value: price}(orderId);
+    }
+
+    /// @dev Off by any amount, in either direction, including a single wei.
+    function testFuzz_Buy_OffByAnyAmountFails(uint64 priceGwei, uint256 off, bool over) public {
+        priceGwei = uint64(bound(priceGwei, 1, type(uint64).max));
+        uint256 price = uint256(priceGwei) * 1 gwei;
+        uint256 value = over ? price + bound(off, 1, 100 ether) : price - bound(off, 1, price);
+        uint256 orderId = _list(seller, price);
+        vm.deal(buyer, value);
+        vm.prank(buyer);
+        vm.expectRevert(abi.encodeWithSelector(ISalesOrder.WrongPayment.selector, price, value));
+        sales.buy{value: value}(orderId);
+    }
+
+    function testFuzz_Buy_SellerCannotBuy(uint64 priceGwei) public {
+        priceGwei = uint64(bound(priceGwei, 1, 1e12));
+        uint256 price = uint256(priceGwei) * 1 gwei;
+        uint256 orderId = _list(seller, price);
+        vm.deal(seller, price);
+        vm.prank(seller);
+        vm.expectRevert(abi.encodeWithSelector(ISalesOrder.SellerCannotBuy.selector, orderId));
+        sales.buy{value: price}(orderId);
+    }
+
+    // ================================================================== item codec
+
+    /// @dev make and model of 1 to 64 arbitrary bytes and any year come back unchanged from getItem and
+    /// getOrder; the same item shares its catalog entry, another year does not.
+    function testFuzz_ItemCodec_RoundTrip(
+        bytes memory rawMake,
+        bytes memory rawModel,
+        uint256 makeLength,
+        uint256 modelLength,
+        uint16 year,
+        string memory serial
+    ) public {
+        string memory make = string(_fit(rawMake, bound(makeLength, 1, 64), 0x11));
+        string memory model = string(_fit(rawModel, bound(modelLength, 1, 64), 0x22));
+        vm.prank(seller);
+        uint256 orderId = sales.createOrder(_item(make, model, year, serial), 1 gwei, 0, 0);
+        _checkItem(orderId, make, model, year);
+
+        ISalesOrder.OrderView memory o = sales.getOrder(orderId);
+        assertEq(o.make, make);
+        assertEq(o.model, model);
+        assertEq(o.year, year);
+        assertEq(o.itemTypeId, 1);
+
+        // Same item (any serial): same catalog entry. Another year: a new one.
+        vm.prank(buyer);
+        uint256 again = sales.createOrder(_item(make, model, year, "other serial"), 2 gwei, 0, 0);
+        assertEq(sales.getOrder(again).itemTypeId, 1);
+        vm.prank(seller);
+        uint256 otherYear = sales.createOrder(_item(make, model, year ^ 1, serial), 1 gwei, 0, 0);
+        o = sales.getOrder(otherYear);
+        assertEq(o.itemTypeId, 2);
+        assertEq(o.year, year ^ 1);
+        assertEq(o.make, make);
+        assertEq(o.model, model);
+        _checkItem(orderId, make, model, year);
+    }
+
+    function _checkItem(uint256 orderId, string memory make, string memory model, uint16 year) internal view {
+        (string memory gotMake, string memory gotModel, uint16 gotYear, uint256 price, bool sold,,) =
+            sales.getItem(orderId);
+        assertEq(gotMake, make, "make");
+        assertEq(gotModel, model, "model");
+        assertEq(gotYear, year, "year");
+        assertEq(price, 1 gwei);
+        assertFalse(sold);
+        (,,,,, address s, address b) = sales.getItem(orderId);
+        assertEq(s, seller);
+        assertEq(b, address(0));
+    }
+
+    /// @dev The same bytes split differently between make and model are two item types, each decoding to
+    /// its own split.
+    function testFuzz_ItemCodec_SplitIsUnambiguous(bytes memory raw, uint256 length, uint256 cut1, uint256 cut2, uint16 year)
+        public
+    {
+        bytes memory all = _fit(raw, bound(length, 2, 128), 0x33);
+        cut1 = bound(cut1, all.length > 64 ? all.length - 64 : 1, all.length < 65 ? all.length - 1 : 64);
+        cut2 = bound(cut2, all.length > 64 ? all.length - 64 : 1, all.length < 65 ? all.length - 1 : 64);
+        vm.assume(cut1 != cut2);
+        (string memory make1, string memory model1) = _split(all, cut1);
+        (string memory make2, string memory model2) = _split(all, cut2);
+
+        vm.startPrank(seller);
+        uint256 first = sales.createOrder(_item(make1, model1, year, ""), 1 gwei, 0, 0);
+        uint256 second = sales.createOrder(_item(make2, model2, year, ""), 1 gwei, 0, 0);
+        vm.stopPrank();
+        ISalesOrder.OrderView memory o1 = sales.getOrder(first);
+        ISalesOrder.OrderView memory o2 = sales.getOrder(second);
+        assertTrue(o1.itemTypeId != o2.itemTypeId, "distinct item types");
+        assertEq(o1.make, make1);
+        assertEq(o1.model, model1);
+        assertEq(o2.make, make2);
+        assertEq(o2.model, model2);
+    }
+
+    function testFuzz_ItemCodec_InvalidLengthRefused(bytes memory raw, uint256 length, bool makeSide) public {
+        // 0 or 65..300 bytes
+        length = bound(length, 0, 236);
+        if (length != 0) length += 64;
+        bytes memory bad = _fit(raw, length, 0x44);
+        ISalesOrder.Item memory item =
+            makeSide ? _item(string(bad), "Model", 2024, "S") : _item("Make", string(bad), 2024, "S");
+        vm.prank(seller);
+        vm.expectRevert(ItemCodec.InvalidItemField.selector);
+        sales.createOrder(item, 1 gwei, 0, 0);
+    }
+
+    // ================================================================== release through a gate
+
+    /// @dev The gate releases a seller's order iff its owner granted the seller every bit of RELEASE
+    /// (whatever else the mask holds), and the gate signed for exactly this order and buyer.
+    function testFuzz_Release_RequiresReleaseBitAndExactSignature(uint64 mask, uint256 otherOrderSeed, address otherBuyer)
+        public
+    {
+        mask = uint64(bound(mask, 1, type(uint64).max));
+        uint256 gateId = _device(GATE_PK, gateOwner);
+        vm.prank(gateOwner);
+        registry.grantPermissions(gateId, seller, mask, uint64(block.timestamp + 1 days));
+
+        uint256 orderId = _list(seller, 1 ether);
+        vm.deal(buyer, 1 ether);
+        vm.prank(buyer);
+        sales.buy{value: 1 ether}(orderId);
+
+        uint256 deadline = block.timestamp + 1 hours;
+        if (mask & RELEASE == 0) {
+            bytes memory sig0 = _signRelease(registry, address(sales), GATE_PK, gateId, orderId, buyer, deadline);
+            vm.expectRevert(abi.encodeWithSelector(ISalesOrder.GateNotAuthorized.selector, gateId, seller));
+            sales.release(orderId, gateId, deadline, sig0);
+            assertEq(sales.creditOf(seller), 0);
+            return;
+        }
+
+        // A signature for another order or another buyer does not release this one.
+        uint256 otherOrder = otherOrderSeed == orderId ? orderId + 1 : otherOrderSeed;
+        bytes memory wrongOrder = _signRelease(registry, address(sales), GATE_PK, gateId, otherOrder, buyer, deadline);
+        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.InvalidDeviceSignature.selector, gateId));
+        sales.release(orderId, gateId, deadline, wrongOrder);
+        if (otherBuyer != buyer) {
+            bytes memory wrongBuyer =
+                _signRelease(registry, address(sales), GATE_PK, gateId, orderId, otherBuyer, deadline);
+            vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.InvalidDeviceSignature.selector, gateId));
+            sales.release(orderId, gateId, deadline, wrongBuyer);
+        }
+
+        bytes memory sig = _signRelease(registry, address(sales), GATE_PK, gateId, orderId, buyer, deadline);
+        vm.expectEmit(true, true, true, true, address(sales));
+        emit ISalesOrder.OrderReleased(orderId, gateId, buyer);
+        sales.release(orderId, gateId, deadline, sig);
+        assertEq(sales.creditOf(seller), 1 ether);
+        assertEq(registry.getDevice(gateId).nonce, 2);
+        assertTrue(sales.verifyOwnership(orderId, buyer));
+
+        uint256 before = seller.balance;
+        vm.prank(seller);
+        sales.withdraw();
+        assertEq(seller.balance - before, 1 ether);
+        assertEq(sales.creditOf(seller), 0);
+        assertEq(address(sales).balance, 0);
+    }
+
+    // ================================================================== refund deadline
+
+    function testFuzz_Refund_OnlyAfterPickupDeadline(uint256 lifetime, uint256 elapsed, bool withDevice) public {
+        lifetime = bound(lifetime, 1, 365 days);
+        elapsed = bound(elapsed, 0, 2 * 365 days);
+        uint64 pickupDeadline = uint64(block.timestamp + lifetime);
+        uint256 deviceId;
+        if (withDevice) {
+            deviceId = _device(0xDE71CE, seller);
+            vm.prank(seller);
+            registry.approve(address(sales), deviceId);
+        }
+        vm.prank(seller);
+        uint256 orderId = sales.createOrder(_item("Acme", "Widget", 2024, "S"), 1 ether, pickupDeadline, deviceId);
+        vm.deal(buyer, 1 ether);
+        vm.prank(buyer);
+        sales.buy{value: 1 ether}(orderId);
+        if (withDevice) {
+            assertEq(registry.ownerOf(deviceId), buyer, "device passes on purchase");
+            vm.prank(buyer);
+            registry.approve(address(sales), deviceId);
+        }
+
+        vm.warp(block.timestamp + elapsed);
+        vm.prank(buyer);
+        if (block.timestamp <= pickupDeadline) {
+            vm.expectRevert(
+                abi.encodeWithSelector(ISalesOrder.PickupDeadlineNotReached.selector, orderId, pickupDeadline)
+            );
+            sales.refund(orderId);
+            assertEq(address(sales).balance, 1 ether);
+        } else {
+            sales.refund(orderId);
+            assertEq(buyer.balance, 1 ether);
+            assertEq(address(sales).balance, 0);
+            assertFalse(sales.isSold(orderId));
+            assertFalse(sales.verifyOwnership(orderId, buyer));
+            if (withDevice) assertEq(registry.ownerOf(deviceId), seller, "device returns on refund");
+        }
+    }
+
+    // ================================================================== helpers
+
+    /// @dev Exactly `length` bytes: `raw` repeated, or a pattern derived from `salt` when `raw` is empty.
+    function _fit(bytes memory raw, uint256 length, uint8 salt) internal pure returns (bytes memory out) {
+        out = new bytes(length);
+        for (uint256 i; i < length; ++i) {
+            out[i] = raw.length == 0 ? bytes1(uint8(i * 31 + salt)) : raw[i % raw.length];
+        }
+    }
+
+    function _split(bytes memory all, uint256 cut) internal pure returns (string memory a, string memory b) {
+        bytes memory x = new bytes(cut);
+        bytes memory y = new bytes(all.length - cut);
+        for (uint256 i; i < cut; ++i) {
+            x[i] = all[i];
+        }
+        for (uint256 i; i < y.length; ++i) {
+            y[i] = all[cut + i];
+        }
+        return (string(x), string(y));
+    }
+}
