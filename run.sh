@@ -45,9 +45,11 @@ setup_node() {
   local hash
   hash="$(inputs_hash package.json package-lock.json)"
   stamp_matches npm "$hash" && [[ -d node_modules ]] && return 0
-  say "Installing anvil, forge, solc and OpenZeppelin from npm"
-  npm ci --no-audit --no-fund --loglevel=error
-  stamp_write npm "$hash"
+  say "Installing anvil, forge, solc and OpenZeppelin from npm (versions locked by package-lock.json)"
+  # Not `npm ci`: the forge and anvil packages list optional per-platform packages that were never
+  # published for every platform, which `npm ci` refuses. `npm install` installs the locked versions.
+  npm install --no-audit --no-fund --loglevel=error
+  stamp_write npm "$(inputs_hash package.json package-lock.json)"
 }
 
 # Native binaries shipped inside the npm packages, and the solc WebAssembly
@@ -95,9 +97,10 @@ export PYTHONDONTWRITEBYTECODE=1
 cmd="${1:-}"
 [[ $# -gt 0 ]] && shift
 case "$cmd" in
+  # `setup` runs as a plain command so that `set -e` stops at its first failure.
   setup) setup ;;
-  demo) setup && exec ape run demo "$@" ;;
-  test) setup && exec bash toolchain/test-gates.sh "$@" ;;
-  bench) setup && exec bash toolchain/bench.sh "$@" ;;
+  demo) setup; exec ape run demo "$@" ;;
+  test) setup; exec bash toolchain/test-gates.sh "$@" ;;
+  bench) setup; exec bash toolchain/bench.sh "$@" ;;
   *) die "usage: ./run.sh {demo|test|bench|setup}" ;;
 esac
