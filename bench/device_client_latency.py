@@ -107,7 +107,7 @@ def main() -> int:
             chain.chain_id, registry.address, gate.address, manufacturer.address, record, now + 3600
         )
         signature = Account.sign_typed_data(gate.key, full_message=message).signature
-        registry.provision(gate.address, tuple(record.values()), now + 3600, signature, sender=manufacturer)
+        registry.provision(gate.address, typed_data.record_tuple(record), now + 3600, signature, sender=manufacturer)
         gate_id = int(gate.address, 16)
         registry.transferFrom(manufacturer, operator, gate_id, sender=manufacturer)
         registry.activate(gate_id, sender=operator)

@@ -169,15 +169,6 @@ def manufacturing_record(index: int) -> dict[str, Any]:
     }
 
 
-def record_tuple(record: dict[str, Any]) -> tuple:
-    return (
-        record["model"],
-        record["serial"],
-        record["firmwareHash"],
-        record["manufacturedAt"],
-        record["warrantyEnd"],
-        record["metadataURI"],
-    )
 
 
 def key_account(label: str, index: int) -> Any:
@@ -320,7 +311,7 @@ def run_benchmark(reps: int) -> dict[str, Any]:
                 chain_id, registry.address, key.address, manufacturer.address, record, deadline
             )
             signature = Account.sign_typed_data(key.key, full_message=message).signature
-            receipt = registry.provision(key.address, record_tuple(record), deadline, signature, sender=manufacturer)
+            receipt = registry.provision(key.address, typed_data.record_tuple(record), deadline, signature, sender=manufacturer)
             provision_gas.append(gas_of(receipt))
         device_ids = [int(key.address, 16) for key in device_keys]
         rec.add(
@@ -540,11 +531,26 @@ def run_benchmark(reps: int) -> dict[str, Any]:
                 frames.extend(frame.get("calls") or [])
             return None
 
+        buyer_key = Account.from_key(buyer.private_key)
+
+        def buyer_consent(order_id: int) -> tuple[bytes, int, bytes]:
+            """The buyer's answer to the gate's pickup challenge (ISalesOrder.BuyerConsent), as a real
+            pickup produces it: a random-looking 32-byte challenge, two minutes to answer, the buyer key's
+            EIP-712 signature in SalesOrder's domain."""
+            challenge = keccak(text=f"thingledger bench pickup challenge {order_id}")
+            expires_at = now() + 120
+            message = typed_data.pickup_challenge_message(
+                chain_id, sales.address, order_id, release_gate, challenge, expires_at
+            )
+            signature = bytes(Account.sign_typed_data(buyer_key.key, full_message=message).signature)
+            return (challenge, expires_at, signature)
+
         def release(order_id: int) -> int:
             deadline = now() + ONE_HOUR
             action = typed_data.release_action_hash(order_id, buyer.address)
             signature = device_signature(release_gate, key_by_id[release_gate], sales.address, action, deadline)
-            receipt = sales.release(order_id, release_gate, deadline, signature, sender=relayer)
+            consent = buyer_consent(order_id)
+            receipt = sales.release(order_id, release_gate, deadline, signature, consent, sender=relayer)
             inner = inner_frame_gas(receipt.txn_hash)
             if inner is not None:
                 inner_action_gas.append(inner)
@@ -560,9 +566,10 @@ def run_benchmark(reps: int) -> dict[str, Any]:
         rec.add(
             "order",
             "release",
-            "release (gate device, seller admitted)",
+            "release (gate device + buyer consent, seller admitted)",
             release_pending,
-            "seller already has unwithdrawn credit; includes the gate's useDeviceAction",
+            "seller already has unwithdrawn credit; includes the buyer's consent check and the gate's "
+            "useDeviceAction",
         )
         rec.add(
             "order",

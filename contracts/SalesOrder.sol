@@ -5,6 +5,9 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {IERC1271} from "@openzeppelin/contracts/interfaces/IERC1271.sol";
 import {IDeviceRegistry} from "../interfaces/IDeviceRegistry.sol";
 import {ISalesOrder} from "../interfaces/ISalesOrder.sol";
 import {DevicePermissions} from "./libraries/DevicePermissions.sol";
@@ -15,11 +18,13 @@ import {ItemCodec} from "./libraries/ItemCodec.sol";
 /// warehouse gate device, refund after the pickup deadline, and pull payments for sellers.
 /// @dev An order takes two storage slots plus its packed item text (one slot for typical items).
 /// Pausing stops new orders and purchases only; money can always leave.
-contract SalesOrder is ISalesOrder, AccessControl, Pausable, ReentrancyGuard {
+contract SalesOrder is ISalesOrder, AccessControl, Pausable, ReentrancyGuard, EIP712 {
     /// @notice Role that may pause and unpause new orders and purchases.
     bytes32 public constant PAUSER_ROLE = keccak256("PAUSER_ROLE");
 
     bytes32 private constant RELEASE_TYPEHASH = keccak256("Release(uint256 orderId,address buyer)");
+    bytes32 private constant PICKUP_TYPEHASH =
+        keccak256("PickupChallenge(uint256 orderId,uint256 gateId,bytes32 challenge,uint256 expiresAt)");
 
     /// @dev slot 0, written by createOrder: seller | status | item type | price in gwei.
     /// slot 1, written by buy (and by createOrder only when a pickup deadline is set): buyer | pickup deadline.
@@ -45,7 +50,7 @@ contract SalesOrder is ISalesOrder, AccessControl, Pausable, ReentrancyGuard {
 
     /// @param registry_ The DeviceRegistry.
     /// @param admin Receives DEFAULT_ADMIN_ROLE and PAUSER_ROLE.
-    constructor(IDeviceRegistry registry_, address admin) {
+    constructor(IDeviceRegistry registry_, address admin) EIP712("thingledger SalesOrder", "1") {
         if (address(registry_) == address(0) || admin == address(0)) revert ZeroAddress();
         registry = registry_;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
@@ -129,7 +134,13 @@ contract SalesOrder is ISalesOrder, AccessControl, Pausable, ReentrancyGuard {
     // ------------------------------------------------------------------ warehouse gate
 
     /// @inheritdoc ISalesOrder
-    function release(uint256 orderId, uint256 gateId, uint256 deadline, bytes calldata signature) external {
+    function release(
+        uint256 orderId,
+        uint256 gateId,
+        uint256 deadline,
+        bytes calldata gateSignature,
+        BuyerConsent calldata consent
+    ) external {
         Order storage order = _orders[orderId];
         _requireStatus(orderId, order.status, OrderStatus.Paid);
         address seller = order.seller;
@@ -137,11 +148,15 @@ contract SalesOrder is ISalesOrder, AccessControl, Pausable, ReentrancyGuard {
         if (!registry.hasPermission(gateId, seller, DevicePermissions.RELEASE)) {
             revert GateNotAuthorized(gateId, seller);
         }
+        if (block.timestamp > consent.expiresAt) revert BuyerConsentExpired(orderId, consent.expiresAt);
+        if (!_isBuyerSignature(buyer, _pickupDigest(orderId, gateId, consent.challenge, consent.expiresAt), consent.signature)) {
+            revert InvalidBuyerConsent(orderId);
+        }
         order.status = OrderStatus.Released;
         _credits[seller] += _price(order);
         emit OrderReleased(orderId, gateId, buyer);
         // Checks the gate is Active and the signature is its current key's; consumes its nonce.
-        registry.useDeviceAction(gateId, _releaseActionHash(orderId, buyer), deadline, signature);
+        registry.useDeviceAction(gateId, _releaseActionHash(orderId, buyer), deadline, gateSignature);
     }
 
     // ------------------------------------------------------------------ money out
@@ -224,6 +239,21 @@ contract SalesOrder is ISalesOrder, AccessControl, Pausable, ReentrancyGuard {
     }
 
     /// @inheritdoc ISalesOrder
+    function pickupDigest(uint256 orderId, uint256 gateId, bytes32 challenge, uint256 expiresAt)
+        external
+        view
+        returns (bytes32)
+    {
+        return _pickupDigest(orderId, gateId, challenge, expiresAt);
+    }
+
+    /// @notice The EIP-712 domain separator of this contract (chain id and address bound).
+    /// @return The domain separator.
+    function domainSeparator() external view returns (bytes32) {
+        return _domainSeparatorV4();
+    }
+
+    /// @inheritdoc ISalesOrder
     function releaseActionHash(uint256 orderId, address buyer) external pure returns (bytes32) {
         return _releaseActionHash(orderId, buyer);
     }
@@ -261,6 +291,30 @@ contract SalesOrder is ISalesOrder, AccessControl, Pausable, ReentrancyGuard {
     function _requireStatus(uint256 orderId, OrderStatus actual, OrderStatus expected) private pure {
         if (actual == OrderStatus.None) revert UnknownOrder(orderId);
         if (actual != expected) revert WrongStatus(orderId, actual);
+    }
+
+    function _pickupDigest(uint256 orderId, uint256 gateId, bytes32 challenge, uint256 expiresAt)
+        private
+        view
+        returns (bytes32)
+    {
+        return _hashTypedDataV4(keccak256(abi.encode(PICKUP_TYPEHASH, orderId, gateId, challenge, expiresAt)));
+    }
+
+    /// @dev An EOA buyer signs with its key (ECDSA, malleable and malformed signatures refused); a contract
+    /// buyer (a smart wallet) answers ERC-1271's `isValidSignature`, called read-only.
+    function _isBuyerSignature(address buyer, bytes32 digest, bytes calldata signature) private view returns (bool) {
+        if (buyer.code.length == 0) {
+            // The third return value only details the error; any error means "not the buyer".
+            // slither-disable-next-line unused-return
+            (address signer, ECDSA.RecoverError error,) = ECDSA.tryRecover(digest, signature);
+            return error == ECDSA.RecoverError.NoError && signer == buyer;
+        }
+        try IERC1271(buyer).isValidSignature(digest, signature) returns (bytes4 magicValue) {
+            return magicValue == IERC1271.isValidSignature.selector;
+        } catch {
+            return false;
+        }
     }
 
     function _releaseActionHash(uint256 orderId, address buyer) private pure returns (bytes32) {

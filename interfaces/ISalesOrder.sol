@@ -30,6 +30,15 @@ interface ISalesOrder {
         string serial;
     }
 
+    /// @notice The buyer's consent to a pickup: their EIP-712 signature of the challenge the gate issued,
+    /// `PickupChallenge(uint256 orderId,uint256 gateId,bytes32 challenge,uint256 expiresAt)` in this
+    /// contract's domain. It proves on chain that the buyer stood at the gate; it expires with the challenge.
+    struct BuyerConsent {
+        bytes32 challenge;
+        uint256 expiresAt;
+        bytes signature;
+    }
+
     /// @notice Everything stored about an order, decoded. The serial is not stored: it is in `OrderCreated`.
     struct OrderView {
         address seller;
@@ -82,6 +91,8 @@ interface ISalesOrder {
     error WrongPayment(uint256 expected, uint256 sent);
     error SellerCannotBuy(uint256 orderId);
     error GateNotAuthorized(uint256 gateId, address seller);
+    error InvalidBuyerConsent(uint256 orderId);
+    error BuyerConsentExpired(uint256 orderId, uint256 expiresAt);
     error NothingToWithdraw(address account);
 
     /// @notice Lists an item for sale. An order is one storage slot: its make, model and year live in a
@@ -107,15 +118,25 @@ interface ISalesOrder {
     function buy(uint256 orderId) external payable;
 
     /// @notice Records that warehouse gate `gateId` handed the item to the buyer, which makes the price the
-    /// seller's credit. The gate must be an Active device whose owner admitted the seller with
-    /// `RELEASE` permission, acting through its signature of DeviceRegistry's `DeviceAction` with
-    /// `target` this contract and `action = hashStruct(Release(uint256 orderId,address buyer))`, in the
-    /// registry's EIP-712 domain.
+    /// seller's credit. Two signatures are needed, so that neither the gate (nor a seller who controls it)
+    /// nor the buyer alone can release:
+    /// - the gate's: it must be an Active device whose owner admitted the seller with `RELEASE`
+    ///   permission, signing DeviceRegistry's `DeviceAction` with `target` this contract and
+    ///   `action = hashStruct(Release(uint256 orderId,address buyer))`, in the registry's EIP-712 domain;
+    /// - the buyer's: `consent`, the buyer's signature of the gate's pickup challenge (by its key, or by
+    ///   ERC-1271 for a contract wallet), accepted until the challenge's `expiresAt`.
     /// @param orderId The order.
     /// @param gateId The gate device.
     /// @param deadline Last timestamp at which the gate's signature is accepted.
-    /// @param signature The gate key's signature.
-    function release(uint256 orderId, uint256 gateId, uint256 deadline, bytes calldata signature) external;
+    /// @param gateSignature The gate key's signature.
+    /// @param consent The buyer's signed pickup challenge.
+    function release(
+        uint256 orderId,
+        uint256 gateId,
+        uint256 deadline,
+        bytes calldata gateSignature,
+        BuyerConsent calldata consent
+    ) external;
 
     /// @notice Gives the buyer the money back after the pickup deadline if the item was not released.
     /// For a device item the buyer returns the token: this contract must be approved for it.
@@ -168,6 +189,17 @@ interface ISalesOrder {
     /// @param account The account.
     /// @return The credit in wei.
     function creditOf(address account) external view returns (uint256);
+
+    /// @notice The EIP-712 digest a buyer signs to consent to picking up `orderId` at `gateId`.
+    /// @param orderId The order.
+    /// @param gateId The gate device that issued the challenge.
+    /// @param challenge The gate's random challenge.
+    /// @param expiresAt When the gate stops accepting the answer.
+    /// @return The digest in this contract's domain.
+    function pickupDigest(uint256 orderId, uint256 gateId, bytes32 challenge, uint256 expiresAt)
+        external
+        view
+        returns (bytes32);
 
     /// @notice The struct hash a gate signs (as DeviceAction's `action`) to release `orderId` to `buyer`.
     /// @param orderId The order.

@@ -23,6 +23,7 @@ from ape import accounts, chain, project
 from eth_account import Account
 from rich.console import Console
 from rich.table import Table
+from thingledger_device.typed_data import record_tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "demo-output"
@@ -146,11 +147,9 @@ def tell_story() -> Story:
             "device", "sign-provisioning", "--keystore", str(keystore), *common,
             "--manufacturer", manufacturer.address, "--record", str(record_file),
         )
-        record_tuple = (
-            record["model"], record["serial"], bytes.fromhex(record["firmwareHash"][2:]),
-            record["manufacturedAt"], record["warrantyEnd"], record["metadataURI"],
+        receipt = registry.provision(
+            address, record_tuple(record), signed["deadline"], signed["signature"], sender=manufacturer
         )
-        receipt = registry.provision(address, record_tuple, signed["deadline"], signed["signature"], sender=manufacturer)
         device_ids[name] = int(address, 16)
         story.tx("manufacturer", f"provision {name} device {address[:10]}… (device-signed)", receipt)
 
@@ -204,7 +203,7 @@ def tell_story() -> Story:
     story.note("buyer", "signs the challenge with the wallet key")
     pickup = run_client("device", "pickup", *gate, "--receipt", receipt_uri, "--response", "-",
                         "--gas-keystore", str(gas_keystore), "--actuator", "log", stdin=json.dumps(response))
-    story.note("gate device", "verifyOwnership ✓, release signed by the gate, then actuator opens",
+    story.note("gate device", "verifyOwnership ✓; release (gate + buyer signatures), then actuator opens",
                pickup.get("txHash", ""), pickup.get("gasUsed"))
     if sales_order.getOrder(order_id).status != 3:  # Released
         raise DemoFailure("the order is not Released after pickup")

@@ -1,13 +1,19 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+
 /// @title ReentrantActor
 /// @notice TEST ONLY. A contract account that acts as a SalesOrder buyer or seller and, when it receives
 /// ether, either refuses it or re-enters a configured call (for example `refund`, `buy` or `withdraw`).
 /// The re-entrant call's outcome is recorded instead of bubbling up, so a test can check both that the
-/// outer call went through and what the re-entrant call ran into.
+/// outer call went through and what the re-entrant call ran into. As a smart wallet it answers ERC-1271
+/// for signatures by its configured `signer` key.
 contract ReentrantActor {
-    /// @notice When true, `receive` reverts (a payee that cannot be paid).
+    /// @notice The key whose signatures this account accepts as its own (ERC-1271); none while zero.
+    address public signer;
+
+    /// @notice When true, `receive` reverts without data (a payee that cannot be paid).
     bool public rejectPayments;
     /// @notice Where and what `receive` re-enters; no re-entry when `reentryTarget` is zero.
     address public reentryTarget;
@@ -31,6 +37,17 @@ contract ReentrantActor {
         return ret;
     }
 
+    function setSigner(address signer_) external {
+        signer = signer_;
+    }
+
+    /// @notice ERC-1271: the magic value 0x1626ba7e when `signer` signed `digest`, else 0xffffffff.
+    function isValidSignature(bytes32 digest, bytes calldata signature) external view returns (bytes4) {
+        (address recovered, ECDSA.RecoverError error,) = ECDSA.tryRecover(digest, signature);
+        bool valid = signer != address(0) && error == ECDSA.RecoverError.NoError && recovered == signer;
+        return valid ? bytes4(0x1626ba7e) : bytes4(0xffffffff);
+    }
+
     function setRejectPayments(bool reject) external {
         rejectPayments = reject;
     }
@@ -42,7 +59,7 @@ contract ReentrantActor {
     }
 
     receive() external payable {
-        if (rejectPayments) revert("ReentrantActor: payment refused");
+        if (rejectPayments) revert();
         receiveCount += 1;
         if (reentryTarget != address(0) && !reentryAttempted) {
             reentryAttempted = true;

@@ -1,5 +1,5 @@
 """The pickup challenge: a fresh random value a gate issues for one order, which the buyer signs (EIP-712
-`PickupChallenge` in the "thingledger Pickup" domain) to prove they hold the buyer's key.
+`PickupChallenge` in the SalesOrder's "thingledger SalesOrder" domain) to prove they hold the buyer's key.
 
 A gate keeps the challenges it issued in its state directory, each usable once and only until it expires:
 

@@ -267,7 +267,10 @@ def build_parser() -> ArgumentParser:
 
     challenge = command("challenge", cmd_challenge, "issue a single-use pickup challenge for a receipt")
     challenge.add_argument("--receipt", required=True, metavar="URI", help="the buyer's receipt URI")
-    challenge.add_argument("--ttl", type=positive_int, default=120, metavar="SECONDS", help="lifetime (default 120)")
+    challenge.add_argument(
+        "--ttl", type=positive_int, default=300, metavar="SECONDS",
+        help="lifetime (default 300): the buyer answers and the release is mined within it",
+    )
 
     for name, handler, help_text in (
         ("verify", cmd_verify, "check a buyer's signed challenge (no release, no actuation)"),

@@ -5,7 +5,8 @@
 2. ``verify_pickup``: the buyer's signature of that challenge must come from the receipt's buyer, who must
    own the paid order (``SalesOrder.verifyOwnership``); the gate must be Active and admit the seller.
 3. ``run_pickup``: consume the challenge, have SalesOrder release the order with the gate's EIP-712
-   ``DeviceAction`` signature, and only once that transaction is confirmed drive the actuator. Releasing
+   ``DeviceAction`` signature and the buyer's signed challenge (SalesOrder checks both), and only once
+   that transaction is confirmed drive the actuator. Releasing
    first means a buyer cannot take the item and then, after the pickup deadline, the refund too.
 """
 
@@ -37,9 +38,14 @@ class VerifiedPickup:
     receipt: Receipt
     challenge: Challenge
     buyer: str
+    buyer_signature: bytes
     gate_id: int
     order: OrderInfo
     device: DeviceInfo
+
+    def buyer_consent(self) -> tuple[bytes, int, bytes]:
+        """SalesOrder's BuyerConsent: the challenge the buyer signed, its expiry, and the signature."""
+        return (self.challenge.challenge, self.challenge.expires_at, self.buyer_signature)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -198,7 +204,13 @@ def verify_pickup(
         )
     device = require_gate_authorized(chain, gate_id, order.seller)
     return VerifiedPickup(
-        receipt=receipt, challenge=challenge, buyer=signer, gate_id=gate_id, order=order, device=device
+        receipt=receipt,
+        challenge=challenge,
+        buyer=signer,
+        buyer_signature=response.signature,
+        gate_id=gate_id,
+        order=order,
+        device=device,
     )
 
 
@@ -238,7 +250,10 @@ def run_pickup(
     deadline = max(now, chain.latest_timestamp()) + RELEASE_SIGNATURE_LIFETIME
     signature = sign_release(chain, device, verified, deadline)
     order_id = verified.order.order_id
-    function = chain.sales_order.functions.release(order_id, verified.gate_id, deadline, signature)
+    # The buyer's signed challenge goes on chain too: SalesOrder releases only with the buyer's consent.
+    function = chain.sales_order.functions.release(
+        order_id, verified.gate_id, deadline, signature, verified.buyer_consent()
+    )
     transaction = chain.transact(gas_payer, function, f"SalesOrder.release({order_id}, gate {verified.gate_id})")
     event = ReleaseEvent(order_id=order_id, gate_id=verified.gate_id, buyer=verified.buyer, tx_hash=transaction.tx_hash)
     try:

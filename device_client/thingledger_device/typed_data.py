@@ -8,13 +8,14 @@ off-chain pickup challenge a buyer signs. Sign with
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from eth_abi import encode as abi_encode
 from eth_utils import keccak, to_checksum_address
 
 REGISTRY_DOMAIN_NAME = "thingledger DeviceRegistry"
-PICKUP_DOMAIN_NAME = "thingledger Pickup"
+SALES_ORDER_DOMAIN_NAME = "thingledger SalesOrder"
 DOMAIN_VERSION = "1"
 
 EIP712_DOMAIN_FIELDS = [
@@ -34,6 +35,11 @@ MANUFACTURING_RECORD_FIELDS = [
 ]
 
 RELEASE_TYPE = "Release(uint256 orderId,address buyer)"
+
+
+def record_tuple(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A manufacturing record as DeviceRegistry.provision's ManufacturingRecord tuple (field order)."""
+    return tuple(record[field["name"]] for field in MANUFACTURING_RECORD_FIELDS)
 
 TypedMessage = dict[str, Any]
 
@@ -156,7 +162,8 @@ def pickup_challenge_message(
     challenge: bytes,
     expires_at: int,
 ) -> TypedMessage:
-    """The off-chain challenge a gate issues and the buyer signs to prove they hold the buyer's key."""
+    """The challenge a gate issues and the buyer signs: it proves to the gate that the buyer holds the
+    buyer's key, and to SalesOrder.release (which verifies it in its own domain) that the buyer was there."""
     return {
         "types": {
             "EIP712Domain": EIP712_DOMAIN_FIELDS,
@@ -168,7 +175,7 @@ def pickup_challenge_message(
             ],
         },
         "primaryType": "PickupChallenge",
-        "domain": _domain(PICKUP_DOMAIN_NAME, chain_id, sales_order),
+        "domain": _domain(SALES_ORDER_DOMAIN_NAME, chain_id, sales_order),
         "message": {
             "orderId": order_id,
             "gateId": gate_id,

@@ -175,15 +175,16 @@ def test_pickup_releases_on_chain_before_actuating(tmp_path: Path) -> None:
     chain = FakeChain(block_time=NOW + 1_000)  # the chain's clock is ahead: its time sets the deadline
     challenge = issued(store, chain)
     actuator = RecordingActuator(chain)
-    result = run_pickup(
-        as_chain(chain), DEVICE, DEVICE, RECEIPT, sign_challenge(BUYER, challenge), store, actuator, "log", NOW
-    )
+    response = sign_challenge(BUYER, challenge)
+    result = run_pickup(as_chain(chain), DEVICE, DEVICE, RECEIPT, response, store, actuator, "log", NOW)
     assert chain.log == ["transact", "actuate"]
     assert actuator.events == [ReleaseEvent(ORDER_ID, GATE_ID, BUYER.address, "0x" + "aa" * 32)]
     assert result.to_json()["txHash"] == "0x" + "aa" * 32 and result.gas_used == 80_000
 
-    payer, name, order_id, gate_id, deadline, signature = chain.sent[0]
+    payer, name, order_id, gate_id, deadline, signature, consent = chain.sent[0]
     assert (payer, name, order_id, gate_id) == (DEVICE.address, "release", ORDER_ID, GATE_ID)
+    # The buyer's signed challenge goes on chain as SalesOrder's BuyerConsent.
+    assert consent == (challenge.challenge, challenge.expires_at, response.signature)
     assert deadline == NOW + 1_000 + RELEASE_SIGNATURE_LIFETIME
     message = device_action_message(
         31337, REGISTRY, GATE_ID, SALES_ORDER, release_action_hash(ORDER_ID, BUYER.address), 5, deadline

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from client_helpers import PASSWORD, assert_refused, json_output, run_client, write_deployment
 from eth_account import Account
+from thingledger_device.typed_data import record_tuple
 
 RELEASE = 4
 RELEASED = 3
@@ -119,14 +120,7 @@ def pickup_world(tmp_path_factory: pytest.TempPathFactory, accounts: Any, projec
     record = payload["record"]
     registry.provision(
         payload["key"],
-        (
-            record["model"],
-            record["serial"],
-            record["firmwareHash"],
-            record["manufacturedAt"],
-            record["warrantyEnd"],
-            record["metadataURI"],
-        ),
+        record_tuple(record),
         payload["deadline"],
         payload["signature"],
         sender=manufacturer,

@@ -6,13 +6,16 @@ import {ISalesOrder} from "../../interfaces/ISalesOrder.sol";
 import {ItemCodec} from "../../contracts/libraries/ItemCodec.sol";
 import {ThingledgerTest} from "./utils/ThingledgerTest.sol";
 
-/// @notice Fuzz tests of SalesOrder: price rules, exact payment, the item catalog codec, gate authorization
-/// and the refund deadline.
+/// @notice Fuzz tests of SalesOrder: price rules, exact payment, the item catalog codec, gate authorization,
+/// the buyer's consent to release, and the refund deadline.
 contract SalesOrderFuzzTest is ThingledgerTest {
     uint256 internal constant MAX_PRICE = uint256(type(uint64).max) * 1 gwei;
 
     address internal seller = makeAddr("seller");
-    address internal buyer = makeAddr("buyer");
+    /// @dev makeAddr's key for "seller": the seller can sign too.
+    uint256 internal immutable SELLER_PK = uint256(keccak256(abi.encodePacked("seller")));
+    uint256 internal constant BUYER_PK = 0xB0B;
+    address internal buyer = vm.addr(BUYER_PK);
     address internal gateOwner = makeAddr("gateOwner");
     uint256 internal constant GATE_PK = 0x6A7E;
 
@@ -227,10 +230,12 @@ contract SalesOrderFuzzTest is ThingledgerTest {
         sales.buy{value: 1 ether}(orderId);
 
         uint256 deadline = block.timestamp + 1 hours;
+        ISalesOrder.BuyerConsent memory consent =
+            _consent(address(sales), BUYER_PK, orderId, gateId, keccak256("challenge"), block.timestamp + 2 minutes);
         if (mask & RELEASE == 0) {
             bytes memory sig0 = _signRelease(registry, address(sales), GATE_PK, gateId, orderId, buyer, deadline);
             vm.expectRevert(abi.encodeWithSelector(ISalesOrder.GateNotAuthorized.selector, gateId, seller));
-            sales.release(orderId, gateId, deadline, sig0);
+            sales.release(orderId, gateId, deadline, sig0, consent);
             assertEq(sales.creditOf(seller), 0);
             return;
         }
@@ -239,18 +244,18 @@ contract SalesOrderFuzzTest is ThingledgerTest {
         uint256 otherOrder = otherOrderSeed == orderId ? orderId + 1 : otherOrderSeed;
         bytes memory wrongOrder = _signRelease(registry, address(sales), GATE_PK, gateId, otherOrder, buyer, deadline);
         vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.InvalidDeviceSignature.selector, gateId));
-        sales.release(orderId, gateId, deadline, wrongOrder);
+        sales.release(orderId, gateId, deadline, wrongOrder, consent);
         if (otherBuyer != buyer) {
             bytes memory wrongBuyer =
                 _signRelease(registry, address(sales), GATE_PK, gateId, orderId, otherBuyer, deadline);
             vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.InvalidDeviceSignature.selector, gateId));
-            sales.release(orderId, gateId, deadline, wrongBuyer);
+            sales.release(orderId, gateId, deadline, wrongBuyer, consent);
         }
 
         bytes memory sig = _signRelease(registry, address(sales), GATE_PK, gateId, orderId, buyer, deadline);
         vm.expectEmit(true, true, true, true, address(sales));
         emit ISalesOrder.OrderReleased(orderId, gateId, buyer);
-        sales.release(orderId, gateId, deadline, sig);
+        sales.release(orderId, gateId, deadline, sig, consent);
         assertEq(sales.creditOf(seller), 1 ether);
         assertEq(registry.getDevice(gateId).nonce, 2);
         assertTrue(sales.verifyOwnership(orderId, buyer));
@@ -261,6 +266,251 @@ contract SalesOrderFuzzTest is ThingledgerTest {
         assertEq(seller.balance - before, 1 ether);
         assertEq(sales.creditOf(seller), 0);
         assertEq(address(sales).balance, 0);
+    }
+
+
+    // ================================================================== the buyer's consent
+
+    /// @dev A paid order at a gate that admitted its seller, and the gate's genuine Release signature.
+    struct PaidAtGate {
+        uint256 gateId;
+        uint256 orderId;
+        uint256 deadline;
+        bytes gateSig;
+    }
+
+    /// @dev A paid order of `seller` (1 ether) at an admitted gate, with the gate's genuine signature.
+    function _paidOrderAtGate() internal returns (PaidAtGate memory t) {
+        t.gateId = _device(GATE_PK, gateOwner);
+        vm.prank(gateOwner);
+        registry.grantPermissions(t.gateId, seller, RELEASE, uint64(block.timestamp + 1 days));
+        t.orderId = _list(seller, 1 ether);
+        vm.deal(buyer, 1 ether);
+        vm.prank(buyer);
+        sales.buy{value: 1 ether}(t.orderId);
+        t.deadline = block.timestamp + 1 hours;
+        t.gateSig = _signRelease(registry, address(sales), GATE_PK, t.gateId, t.orderId, buyer, t.deadline);
+    }
+
+    function _release(PaidAtGate memory t, bytes32 challenge, uint256 expiresAt, bytes memory signature) internal {
+        sales.release(
+            t.orderId,
+            t.gateId,
+            t.deadline,
+            t.gateSig,
+            ISalesOrder.BuyerConsent({challenge: challenge, expiresAt: expiresAt, signature: signature})
+        );
+    }
+
+    function _expectRefused(uint256 orderId) internal {
+        vm.expectRevert(abi.encodeWithSelector(ISalesOrder.InvalidBuyerConsent.selector, orderId));
+    }
+
+    /// @dev Every refusal left the order, the credit and the gate's nonce alone, and the buyer's own
+    /// signature of exactly (`challenge`, `expiresAt`) releases with the very same gate signature.
+    function _assertReleasedOnlyNow(PaidAtGate memory t, bytes32 challenge, uint256 expiresAt) internal {
+        assertEq(uint8(sales.getOrder(t.orderId).status), uint8(ISalesOrder.OrderStatus.Paid));
+        assertEq(sales.creditOf(seller), 0);
+        assertEq(registry.getDevice(t.gateId).nonce, 1);
+        assertEq(address(sales).balance, 1 ether);
+        bytes memory exact =
+            _signPickupWith(BUYER_PK, address(sales), block.chainid, t.orderId, t.gateId, challenge, expiresAt);
+        vm.expectEmit(true, true, true, true, address(sales));
+        emit ISalesOrder.OrderReleased(t.orderId, t.gateId, buyer);
+        _release(t, challenge, expiresAt, exact);
+        assertEq(sales.creditOf(seller), 1 ether);
+        assertEq(registry.getDevice(t.gateId).nonce, 2);
+    }
+
+    /// @dev Any key but the buyer's (the seller's, the gate's, or any fuzzed key), signing exactly the
+    /// submitted challenge and expiry in SalesOrder's real domain, is refused; the buyer's signature of the
+    /// same fields releases.
+    function testFuzz_Release_ConsentSignedByAnyOtherKeyRefused(
+        uint256 signerSeed,
+        bytes32 challenge,
+        uint256 expiresAt,
+        uint8 who
+    ) public {
+        PaidAtGate memory t = _paidOrderAtGate();
+        expiresAt = bound(expiresAt, block.timestamp, type(uint256).max);
+        assertEq(vm.addr(SELLER_PK), seller);
+        uint256 signerPk = who % 4 == 0 ? SELLER_PK : who % 4 == 1 ? GATE_PK : _pk(signerSeed);
+        vm.assume(signerPk != BUYER_PK);
+
+        bytes memory forged =
+            _signPickupWith(signerPk, address(sales), block.chainid, t.orderId, t.gateId, challenge, expiresAt);
+        _expectRefused(t.orderId);
+        _release(t, challenge, expiresAt, forged);
+        // whoever submits it: the seller, or the buyer itself
+        vm.prank(seller);
+        _expectRefused(t.orderId);
+        _release(t, challenge, expiresAt, forged);
+        vm.prank(buyer);
+        _expectRefused(t.orderId);
+        _release(t, challenge, expiresAt, forged);
+        // The consent is checked before the registry sees the gate's signature (here a forged one too).
+        PaidAtGate memory badGate = PaidAtGate(t.gateId, t.orderId, t.deadline, _malleate(t.gateSig));
+        _expectRefused(t.orderId);
+        _release(badGate, challenge, expiresAt, forged);
+
+        _assertReleasedOnlyNow(t, challenge, expiresAt);
+    }
+
+    /// @dev The buyer's own signature, but of a message differing in one field (order, gate, challenge,
+    /// expiry, chain id, verifying contract, or domain name) from what is submitted, is refused.
+    function testFuzz_Release_BuyerConsentOfOtherFieldsRefused(
+        bytes32 challenge,
+        uint256 expiresAt,
+        uint256 field,
+        uint256 other
+    ) public {
+        PaidAtGate memory t = _paidOrderAtGate();
+        expiresAt = bound(expiresAt, block.timestamp, type(uint256).max);
+        bytes memory signature =
+            _buyerSignsOneFieldOff(t.orderId, t.gateId, challenge, expiresAt, bound(field, 0, 6), other);
+        _expectRefused(t.orderId);
+        _release(t, challenge, expiresAt, signature);
+
+        _assertReleasedOnlyNow(t, challenge, expiresAt);
+    }
+
+    /// @dev The buyer's genuine consent is refused once its challenge expired, and accepted up to the second.
+    function testFuzz_Release_ExpiredConsentRefused(bytes32 challenge, uint256 expiresAt, uint256 lateBy) public {
+        PaidAtGate memory t = _paidOrderAtGate();
+        // Within the gate's one-day RELEASE grant, so that only the consent's age can fail.
+        expiresAt = bound(expiresAt, block.timestamp, block.timestamp + 12 hours);
+        lateBy = bound(lateBy, 1, 11 hours);
+        bytes memory consent =
+            _signPickupWith(BUYER_PK, address(sales), block.chainid, t.orderId, t.gateId, challenge, expiresAt);
+        vm.warp(expiresAt + lateBy);
+        t.deadline = block.timestamp + 1 hours;
+        t.gateSig = _signRelease(registry, address(sales), GATE_PK, t.gateId, t.orderId, buyer, t.deadline);
+        vm.expectRevert(abi.encodeWithSelector(ISalesOrder.BuyerConsentExpired.selector, t.orderId, expiresAt));
+        _release(t, challenge, expiresAt, consent);
+        vm.warp(expiresAt);
+        _release(t, challenge, expiresAt, consent);
+        assertEq(uint8(sales.getOrder(t.orderId).status), uint8(ISalesOrder.OrderStatus.Released));
+    }
+
+    struct PickupFields {
+        uint256 orderId;
+        uint256 gateId;
+        bytes32 challenge;
+        uint256 expiresAt;
+        uint256 chainId;
+        address verifyingContract;
+    }
+
+    /// @dev The buyer's signature of the pickup challenge with field `field` replaced by `other` (made to
+    /// differ): 0 order, 1 gate, 2 challenge, 3 expiry, 4 chain id, 5 verifying contract, 6 the registry's
+    /// domain name (over SalesOrder's address or the registry's).
+    function _buyerSignsOneFieldOff(
+        uint256 orderId,
+        uint256 gateId,
+        bytes32 challenge,
+        uint256 expiresAt,
+        uint256 field,
+        uint256 other
+    ) internal view returns (bytes memory) {
+        if (field == 6) {
+            address domainContract = other % 2 == 0 ? address(sales) : address(registry);
+            bytes32 domain = _domainSeparatorNamed("thingledger DeviceRegistry", domainContract, block.chainid);
+            return _sign(BUYER_PK, _typedDigest(domain, _pickupStructHash(orderId, gateId, challenge, expiresAt)));
+        }
+        PickupFields memory m = PickupFields(orderId, gateId, challenge, expiresAt, block.chainid, address(sales));
+        if (field == 0) m.orderId = other == orderId ? orderId + 1 : other;
+        else if (field == 1) m.gateId = other == gateId ? gateId ^ 1 : other;
+        else if (field == 2) m.challenge = bytes32(other) == challenge ? ~challenge : bytes32(other);
+        else if (field == 3) m.expiresAt = other == expiresAt ? expiresAt ^ 1 : other;
+        else if (field == 4) m.chainId = other == block.chainid ? block.chainid + 1 : other;
+        else m.verifyingContract = address(uint160(other)) == address(sales) ? address(registry) : address(uint160(other));
+        return _signPickupWith(BUYER_PK, m.verifyingContract, m.chainId, m.orderId, m.gateId, m.challenge, m.expiresAt);
+    }
+
+    /// @dev Arbitrary signature bytes (any length), and the malleable high-s twin of the buyer's genuine
+    /// signature (which ecrecover accepts), are refused.
+    function testFuzz_Release_ArbitraryOrMalleatedConsentSignatureRefused(bytes memory garbage, bytes32 challenge)
+        public
+    {
+        PaidAtGate memory t = _paidOrderAtGate();
+        uint256 expiresAt = block.timestamp + 2 minutes;
+        bytes memory genuine =
+            _signPickupWith(BUYER_PK, address(sales), block.chainid, t.orderId, t.gateId, challenge, expiresAt);
+        vm.assume(keccak256(garbage) != keccak256(genuine));
+
+        _expectRefused(t.orderId);
+        _release(t, challenge, expiresAt, garbage);
+
+        bytes memory twin = _malleate(genuine);
+        bytes32 digest = sales.pickupDigest(t.orderId, t.gateId, challenge, expiresAt);
+        assertEq(ecrecover(digest, uint8(twin[64]), _word(twin, 0), _word(twin, 32)), buyer, "twin recovers");
+        _expectRefused(t.orderId);
+        _release(t, challenge, expiresAt, twin);
+
+        _assertReleasedOnlyNow(t, challenge, expiresAt);
+    }
+
+    /// @dev pickupDigest is the EIP-712 digest computed here from the type string, for any fields, and
+    /// the domain separator is SalesOrder's (its name, this chain, this address).
+    function testFuzz_PickupDigest_MatchesIndependentEncoding(
+        uint256 orderId,
+        uint256 gateId,
+        bytes32 challenge,
+        uint256 expiresAt
+    ) public view {
+        bytes32 domain = _salesDomainSeparator(address(sales), block.chainid);
+        assertEq(sales.domainSeparator(), domain);
+        assertEq(
+            sales.pickupDigest(orderId, gateId, challenge, expiresAt),
+            _typedDigest(domain, _pickupStructHash(orderId, gateId, challenge, expiresAt))
+        );
+    }
+
+    /// @dev THE ATTACK: a seller who owns the gate (RELEASE implicitly, the gate's key in hand) cannot
+    /// release its own paid order with any consent it can produce; the buyer refunds after the deadline.
+    function testFuzz_Release_SellerOwningGateCannotTakeTheEscrow(uint256 forgerSeed, bytes32 challenge, uint256 wait)
+        public
+    {
+        uint256 sellerGate = _device(GATE_PK, seller);
+        assertTrue(registry.hasPermission(sellerGate, seller, RELEASE), "the owner holds RELEASE");
+        uint64 pickupDeadline = uint64(block.timestamp + 1 days);
+        vm.prank(seller);
+        uint256 orderId = sales.createOrder(_item("Acme", "Widget", 2024, "S"), 1 ether, pickupDeadline, 0);
+        vm.deal(buyer, 1 ether);
+        vm.prank(buyer);
+        sales.buy{value: 1 ether}(orderId);
+
+        uint256 forgerPk = forgerSeed % 3 == 0 ? SELLER_PK : forgerSeed % 3 == 1 ? GATE_PK : _pk(forgerSeed);
+        vm.assume(forgerPk != BUYER_PK);
+        _sellerTriesToRelease(sellerGate, orderId, forgerPk, challenge);
+        assertEq(sales.creditOf(seller), 0);
+        assertEq(uint8(sales.getOrder(orderId).status), uint8(ISalesOrder.OrderStatus.Paid));
+
+        vm.warp(uint256(pickupDeadline) + 1 + bound(wait, 0, 365 days));
+        vm.prank(buyer);
+        sales.refund(orderId);
+        assertEq(buyer.balance, 1 ether);
+        assertEq(address(sales).balance, 0);
+        vm.prank(seller);
+        vm.expectRevert(abi.encodeWithSelector(ISalesOrder.NothingToWithdraw.selector, seller));
+        sales.withdraw();
+    }
+
+    /// @dev The seller signs the gate's Release with the gate key it holds and a consent with `forgerPk`.
+    function _sellerTriesToRelease(uint256 gateId, uint256 orderId, uint256 forgerPk, bytes32 challenge) internal {
+        uint256 deadline = block.timestamp + 1 hours;
+        bytes memory gateSig = _signRelease(registry, address(sales), GATE_PK, gateId, orderId, buyer, deadline);
+        ISalesOrder.BuyerConsent memory forged =
+            _consent(address(sales), forgerPk, orderId, gateId, challenge, block.timestamp + 2 minutes);
+        vm.prank(seller);
+        _expectRefused(orderId);
+        sales.release(orderId, gateId, deadline, gateSig, forged);
+    }
+
+    function _word(bytes memory data, uint256 offset) internal pure returns (bytes32 word) {
+        assembly {
+            word := mload(add(add(data, 32), offset))
+        }
     }
 
     // ================================================================== refund deadline

@@ -11,12 +11,15 @@ import {ISalesOrder} from "../../../interfaces/ISalesOrder.sol";
 import {ThingledgerSigning} from "../utils/ThingledgerTest.sol";
 
 /// @notice Four traders list (some orders sell a device, some have a pickup deadline), buy (sometimes with
-/// a wrong amount), release through gate A (whose owner admitted traders 0-2) or gate B (owned by trader 3),
-/// refund after warping past deadlines, cancel (sometimes as a stranger) and withdraw.
+/// a wrong amount), release through gate A (whose owner admitted traders 0-2) or gate B (owned by trader 3)
+/// with the buyer's signed pickup consent (sometimes a forged one: signed by the seller, or by the buyer for
+/// the other gate), refund after warping past deadlines, cancel (sometimes as a stranger) and withdraw.
 contract SalesHandler is ThingledgerSigning, StdUtils {
     uint256 internal constant TRADERS = 4;
     uint256 internal constant GATE_A_PK = 0x6A7EA;
     uint256 internal constant GATE_B_PK = 0x6A7EB;
+    /// @dev Trader i's key is TRADER_PK + i: buyers sign their pickup consents.
+    uint256 internal constant TRADER_PK = 0x7AADE2;
 
     DeviceRegistry public immutable registry;
     SalesOrder public immutable sales;
@@ -35,6 +38,7 @@ contract SalesHandler is ThingledgerSigning, StdUtils {
     uint256 public ghostWrongPaymentRefused;
     uint256 public ghostReleased;
     uint256 public ghostUnauthorizedReleaseRefused;
+    uint256 public ghostForgedConsentRefused;
     uint256 public ghostRefunded;
     uint256 public ghostCancelled;
     uint256 public ghostWithdrawals;
@@ -51,7 +55,7 @@ contract SalesHandler is ThingledgerSigning, StdUtils {
 
     function init() external {
         for (uint256 i; i < TRADERS; ++i) {
-            actors.push(address(uint160(uint256(keccak256(abi.encode("trader", i))))));
+            actors.push(vm.addr(TRADER_PK + i));
         }
         address gateOwner = address(uint160(uint256(keccak256("gate owner"))));
         actors.push(gateOwner);
@@ -105,7 +109,7 @@ contract SalesHandler is ThingledgerSigning, StdUtils {
         }
     }
 
-    function release(uint256 orderSeed, uint256 gateSeed) external counted {
+    function release(uint256 orderSeed, uint256 gateSeed, uint256 consentSeed) external counted {
         uint256 orderId = _pick(orderSeed, ISalesOrder.OrderStatus.Paid, false);
         if (orderId == 0) return;
         ISalesOrder.OrderView memory o = sales.getOrder(orderId);
@@ -124,13 +128,32 @@ contract SalesHandler is ThingledgerSigning, StdUtils {
             o.buyer,
             block.timestamp
         );
-        try sales.release(orderId, gateId, block.timestamp, sig) {
-            if (!authorized) ++ghostViolations;
+        // The buyer's consent, forged one time in five: signed by the seller (who would take the escrow),
+        // or the buyer's genuine signature for the other gate.
+        uint256 forgery = uint256(keccak256(abi.encode(consentSeed, "consent"))) % 10;
+        bool forged = forgery < 2;
+        ISalesOrder.BuyerConsent memory consent = _consent(
+            address(sales),
+            forgery == 0 ? _traderPk(o.seller) : _traderPk(o.buyer),
+            orderId,
+            forgery == 1 ? (useA ? gateB : gateA) : gateId,
+            keccak256(abi.encode(consentSeed, orderId)),
+            block.timestamp + 2 minutes
+        );
+        // the checks come in this order: the gate's admission of the seller, then the buyer's consent
+        bytes memory expected;
+        if (!authorized) expected = abi.encodeWithSelector(ISalesOrder.GateNotAuthorized.selector, gateId, o.seller);
+        else if (forged) expected = abi.encodeWithSelector(ISalesOrder.InvalidBuyerConsent.selector, orderId);
+        try sales.release(orderId, gateId, block.timestamp, sig, consent) {
+            if (expected.length != 0) ++ghostViolations;
             ghostCredited[o.seller] += o.price;
             ++ghostReleased;
-        } catch {
-            if (authorized) ++ghostViolations; // an admitted gate with a perfect signature must release
-            else ++ghostUnauthorizedReleaseRefused;
+        } catch (bytes memory reason) {
+            // an admitted gate with a perfect signature and the buyer's consent must release;
+            // anything else must fail with exactly the first failing check's error
+            if (expected.length == 0 || keccak256(reason) != keccak256(expected)) ++ghostViolations;
+            else if (!authorized) ++ghostUnauthorizedReleaseRefused;
+            else ++ghostForgedConsentRefused;
         }
     }
 
@@ -224,6 +247,13 @@ contract SalesHandler is ThingledgerSigning, StdUtils {
         }
     }
 
+    function _traderPk(address trader) internal view returns (uint256) {
+        for (uint256 i; i < TRADERS; ++i) {
+            if (actors[i] == trader) return TRADER_PK + i;
+        }
+        revert("not a trader");
+    }
+
     function _pickWithDeadline(uint256 seed) internal view returns (uint256) {
         uint256 n = sales.lastOrderId();
         for (uint256 i; i < n; ++i) {
@@ -307,6 +337,16 @@ contract SalesOrderInvariantTest is StdInvariant, Test {
         }
     }
 
+    /// @dev Only the handler's releases with the buyer's genuine consent went through.
+    function invariant_EveryReleaseHadTheBuyersConsent() public view {
+        uint256 released;
+        uint256 last = sales.lastOrderId();
+        for (uint256 id = 1; id <= last; ++id) {
+            if (sales.getOrder(id).status == ISalesOrder.OrderStatus.Released) ++released;
+        }
+        assertEq(released, handler.ghostReleased(), "released orders != releases with the buyer's consent");
+    }
+
     function invariant_NoViolation() public view {
         assertEq(handler.ghostViolations(), 0);
     }
@@ -332,6 +372,7 @@ contract SalesOrderInvariantTest is StdInvariant, Test {
         console.log("created", handler.ghostCreated(), "with device", handler.ghostCreatedWithDevice());
         console.log("bought", handler.ghostBought(), "wrong payments refused", handler.ghostWrongPaymentRefused());
         console.log("released", handler.ghostReleased(), "unauthorized refused", handler.ghostUnauthorizedReleaseRefused());
+        console.log("forged consents refused", handler.ghostForgedConsentRefused());
         console.log("refunded", handler.ghostRefunded(), "cancelled", handler.ghostCancelled());
         console.log("withdrawals", handler.ghostWithdrawals());
         if (handler.ghostCalls() >= 32) {

@@ -27,6 +27,8 @@ abstract contract ThingledgerSigning is CommonBase {
     bytes32 internal constant ROTATE_KEY_TYPEHASH =
         keccak256("RotateKey(uint256 deviceId,address newKey,uint256 nonce,uint256 deadline)");
     bytes32 internal constant RELEASE_TYPEHASH = keccak256("Release(uint256 orderId,address buyer)");
+    bytes32 internal constant PICKUP_TYPEHASH =
+        keccak256("PickupChallenge(uint256 orderId,uint256 gateId,bytes32 challenge,uint256 expiresAt)");
 
     uint64 internal constant OPERATE = 1;
     uint64 internal constant READ_DATA = 2;
@@ -42,15 +44,23 @@ abstract contract ThingledgerSigning is CommonBase {
 
     // ------------------------------------------------------------------ hashing
 
+    /// @dev DeviceRegistry's domain (name "thingledger DeviceRegistry").
     function _domainSeparator(address verifyingContract, uint256 chainId) internal pure returns (bytes32) {
+        return _domainSeparatorNamed("thingledger DeviceRegistry", verifyingContract, chainId);
+    }
+
+    /// @dev SalesOrder's domain (name "thingledger SalesOrder"), where buyers sign pickup challenges.
+    function _salesDomainSeparator(address verifyingContract, uint256 chainId) internal pure returns (bytes32) {
+        return _domainSeparatorNamed("thingledger SalesOrder", verifyingContract, chainId);
+    }
+
+    function _domainSeparatorNamed(string memory name, address verifyingContract, uint256 chainId)
+        internal
+        pure
+        returns (bytes32)
+    {
         return keccak256(
-            abi.encode(
-                EIP712_DOMAIN_TYPEHASH,
-                keccak256("thingledger DeviceRegistry"),
-                keccak256("1"),
-                chainId,
-                verifyingContract
-            )
+            abi.encode(EIP712_DOMAIN_TYPEHASH, keccak256(bytes(name)), keccak256("1"), chainId, verifyingContract)
         );
     }
 
@@ -92,6 +102,14 @@ abstract contract ThingledgerSigning is CommonBase {
 
     function _releaseAction(uint256 orderId, address buyer) internal pure returns (bytes32) {
         return keccak256(abi.encode(RELEASE_TYPEHASH, orderId, buyer));
+    }
+
+    function _pickupStructHash(uint256 orderId, uint256 gateId, bytes32 challenge, uint256 expiresAt)
+        internal
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(PICKUP_TYPEHASH, orderId, gateId, challenge, expiresAt));
     }
 
     // ------------------------------------------------------------------ signing
@@ -188,6 +206,37 @@ abstract contract ThingledgerSigning is CommonBase {
         uint256 deadline
     ) internal view returns (bytes memory) {
         return _signDeviceAction(registry, gatePk, gateId, sales, _releaseAction(orderId, buyer), deadline);
+    }
+
+    /// @dev The buyer's consent: `buyerPk`'s PickupChallenge signature in `sales`'s real domain, carrying
+    /// exactly the signed challenge and expiry.
+    function _consent(
+        address sales,
+        uint256 buyerPk,
+        uint256 orderId,
+        uint256 gateId,
+        bytes32 challenge,
+        uint256 expiresAt
+    ) internal view returns (ISalesOrder.BuyerConsent memory) {
+        return ISalesOrder.BuyerConsent({
+            challenge: challenge,
+            expiresAt: expiresAt,
+            signature: _signPickupWith(buyerPk, sales, block.chainid, orderId, gateId, challenge, expiresAt)
+        });
+    }
+
+    /// @dev PickupChallenge signature with every field of the message and SalesOrder domain chosen by the caller.
+    function _signPickupWith(
+        uint256 pk,
+        address verifyingContract,
+        uint256 chainId,
+        uint256 orderId,
+        uint256 gateId,
+        bytes32 challenge,
+        uint256 expiresAt
+    ) internal pure returns (bytes memory) {
+        bytes32 structHash = _pickupStructHash(orderId, gateId, challenge, expiresAt);
+        return _sign(pk, _typedDigest(_salesDomainSeparator(verifyingContract, chainId), structHash));
     }
 
     // ------------------------------------------------------------------ fixtures
