@@ -455,8 +455,10 @@ def run_benchmark(reps: int) -> dict[str, Any]:
             [gas_of(first_receipt)],
             "registers the item type; order counter 0 -> 1",
         )
+        # 2 * reps + 1 orders: release measures reps of them with the seller's credit pending and reps + 1 with
+        # a credit of 0 (see below); their createOrder and buy figures are all alike.
         plain_orders, known_gas = [], []
-        for i in range(reps + 1):
+        for i in range(2 * reps + 1):
             receipt = create(item(i + 1))
             known_gas.append(gas_of(receipt))
             plain_orders.append(sales.lastOrderId())
@@ -503,22 +505,30 @@ def run_benchmark(reps: int) -> dict[str, Any]:
         buy_gas = [gas_of(sales.buy(order_id, value=PRICE_WEI, sender=buyer)) for order_id in plain_orders]
         rec.add("order", "buy", "buy", buy_gas, "orders of createOrder (known type); the price is held in escrow")
         # The last device order stays listed, so the escrow never empties.
-        device_buy_gas = [gas_of(sales.buy(order_id, value=PRICE_WEI, sender=buyer)) for order_id in device_orders[:-1]]
+        device_buy_gas = []
+        for order_id in device_orders[:-1]:
+            receipt = sales.buy(order_id, value=PRICE_WEI, sender=buyer)
+            device_buy_gas.append(gas_of(receipt))
+            if registry.ownerOf(sales.getOrder(order_id).deviceId) != sales.address:
+                raise RuntimeError(f"buy of device order {order_id} moved the token out of escrow")
         rec.add(
             "order",
             "buy.device_item",
-            "buy (device item, token to the buyer)",
-            device_buy_gas[1:],
-            f"buyer already holds a device; the first one ({device_buy_gas[0]:,}: buyer balance 0 -> 1) excluded",
+            "buy (device item, token stays in escrow)",
+            device_buy_gas,
+            "no token transfer: the device stays with SalesOrder until release, so a buyer who can still refund "
+            "never holds it; same storage writes as buy",
         )
 
         # ------------------------------------------------------------------ release and withdraw
         use_action_signature = registry.contract_type.mutable_methods["useDeviceAction"].selector
         use_action_selector = "0x" + keccak(text=use_action_signature)[:4].hex()
+        transfer_from_selector = "0x" + keccak(text="transferFrom(address,address,uint256)")[:4].hex()
         inner_action_gas: list[int] = []
+        last_release_hash: list[str] = [""]
 
-        def inner_frame_gas(txn_hash: str) -> int | None:
-            """Gas used inside SalesOrder's call of useDeviceAction, from anvil's callTracer."""
+        def frame_gas(txn_hash: str, selector: str) -> int | None:
+            """Gas used inside the (one) call frame of ``selector`` in the transaction, from anvil's callTracer."""
             try:
                 trace = provider.make_request("debug_traceTransaction", [txn_hash, {"tracer": "callTracer"}])
             except Exception:  # noqa: BLE001 - the row is context; leave it out when tracing is unavailable
@@ -526,10 +536,14 @@ def run_benchmark(reps: int) -> dict[str, Any]:
             frames = list(trace.get("calls") or [])
             while frames:
                 frame = frames.pop()
-                if frame.get("input", "")[:10].lower() == use_action_selector[:10].lower():
+                if frame.get("input", "")[:10].lower() == selector[:10].lower():
                     return int(frame["gasUsed"], 16)
                 frames.extend(frame.get("calls") or [])
             return None
+
+        def inner_frame_gas(txn_hash: str) -> int | None:
+            """Gas used inside SalesOrder's call of useDeviceAction."""
+            return frame_gas(txn_hash, use_action_selector)
 
         buyer_key = Account.from_key(buyer.private_key)
 
@@ -551,6 +565,7 @@ def run_benchmark(reps: int) -> dict[str, Any]:
             signature = device_signature(release_gate, key_by_id[release_gate], sales.address, action, deadline)
             consent = buyer_consent(order_id)
             receipt = sales.release(order_id, release_gate, deadline, signature, consent, sender=relayer)
+            last_release_hash[0] = receipt.txn_hash
             inner = inner_frame_gas(receipt.txn_hash)
             if inner is not None:
                 inner_action_gas.append(inner)
@@ -558,10 +573,27 @@ def run_benchmark(reps: int) -> dict[str, Any]:
 
         release_from_zero, withdraw_gas = [], []
         release_from_zero.append(release(plain_orders[0]))
-        release_pending = [release(order_id) for order_id in plain_orders[1:]]
+        release_pending = [release(order_id) for order_id in plain_orders[1 : reps + 1]]
         withdraw_gas.append(gas_of(sales.withdraw(sender=seller)))
-        for order_id in device_orders[:-1]:
+        for order_id in plain_orders[reps + 1 :]:
             release_from_zero.append(release(order_id))
+            withdraw_gas.append(gas_of(sales.withdraw(sender=seller)))
+        # Device items: release also moves the token from escrow to the buyer (escrow balance n -> n - 1, it
+        # keeps the still-listed device; buyer balance 0 -> 1 the first time, then n -> n + 1; a new ownership
+        # epoch). The seller withdraws after each, as for "release (seller's credit was 0)", so the difference
+        # between the two rows is the token transfer.
+        release_device_gas = []
+        transfer_frame_gas: list[int] = []
+        for order_id in device_orders[:-1]:
+            receipt_gas = release(order_id)
+            receipt_hash = last_release_hash[0]
+            device_id = sales.getOrder(order_id).deviceId
+            if registry.ownerOf(device_id) != buyer.address:
+                raise RuntimeError(f"release of device order {order_id} did not hand the token to the buyer")
+            release_device_gas.append(receipt_gas)
+            inner = frame_gas(receipt_hash, transfer_from_selector)
+            if inner is not None:
+                transfer_frame_gas.append(inner)
             withdraw_gas.append(gas_of(sales.withdraw(sender=seller)))
         rec.add(
             "order",
@@ -586,6 +618,22 @@ def run_benchmark(reps: int) -> dict[str, Any]:
                 inner_action_gas,
                 "inside the registry's frame, every release (callTracer); the device slot is already warm "
                 "from hasPermission",
+            )
+        rec.add(
+            "order",
+            "release.device_item",
+            "release (device item, token to the buyer)",
+            release_device_gas[1:],
+            "as 'release (seller's credit was 0)', plus the token's transfer from escrow to a buyer who already "
+            f"holds a device; the first one ({release_device_gas[0]:,}: buyer balance 0 -> 1) excluded",
+        )
+        if transfer_frame_gas:
+            rec.add(
+                "order",
+                "transferFrom.in_release",
+                "  of which transferFrom (registry call frame)",
+                transfer_frame_gas[1:],
+                "inside the registry's frame, device releases but the first (callTracer)",
             )
         rec.add("order", "withdraw", "withdraw", withdraw_gas, "whole credit to the seller (EOA)")
 

@@ -86,28 +86,28 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712 {
 
     /// @inheritdoc IDeviceRegistry
     function activate(uint256 deviceId) external {
-        address owner = _requireAuthorized(deviceId);
+        address owner = _requireOwner(deviceId);
         _transition(deviceId, DeviceState.Provisioned, DeviceState.Active);
         emit DeviceActivated(deviceId, owner);
     }
 
     /// @inheritdoc IDeviceRegistry
     function suspend(uint256 deviceId) external {
-        address owner = _requireAuthorized(deviceId);
+        address owner = _requireOwner(deviceId);
         _transition(deviceId, DeviceState.Active, DeviceState.Suspended);
         emit DeviceSuspended(deviceId, owner);
     }
 
     /// @inheritdoc IDeviceRegistry
     function resume(uint256 deviceId) external {
-        address owner = _requireAuthorized(deviceId);
+        address owner = _requireOwner(deviceId);
         _transition(deviceId, DeviceState.Suspended, DeviceState.Active);
         emit DeviceResumed(deviceId, owner);
     }
 
     /// @inheritdoc IDeviceRegistry
     function decommission(uint256 deviceId) external {
-        address owner = _requireAuthorized(deviceId);
+        address owner = _requireOwner(deviceId);
         Device storage device = _devices[deviceId];
         if (device.state == DeviceState.Decommissioned) {
             revert InvalidStateTransition(deviceId, DeviceState.Decommissioned);
@@ -120,7 +120,7 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712 {
 
     /// @inheritdoc IDeviceRegistry
     function grantPermissions(uint256 deviceId, address grantee, uint64 permissions, uint64 expiresAt) external {
-        _requireAuthorized(deviceId);
+        _requireOwner(deviceId);
         if (grantee == address(0)) revert ZeroAddress();
         if (permissions == 0) revert EmptyPermissions();
         if (expiresAt <= block.timestamp) revert GrantAlreadyExpired(expiresAt);
@@ -133,7 +133,7 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712 {
 
     /// @inheritdoc IDeviceRegistry
     function revokePermissions(uint256 deviceId, address grantee) external {
-        _requireAuthorized(deviceId);
+        _requireOwner(deviceId);
         delete _grants[deviceId][grantee];
         emit PermissionsRevoked(deviceId, grantee);
     }
@@ -175,7 +175,7 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712 {
 
     /// @inheritdoc IDeviceRegistry
     function rotateKey(uint256 deviceId, address newKey, uint256 deadline, bytes calldata signature) external {
-        _requireAuthorized(deviceId);
+        _requireOwner(deviceId);
         if (newKey == address(0)) revert ZeroAddress();
         if (block.timestamp > deadline) revert SignatureExpired(deadline);
         if (isKeyUsed(newKey)) revert KeyAlreadyUsed(newKey);
@@ -256,10 +256,12 @@ contract DeviceRegistry is IDeviceRegistry, ERC721, AccessControl, EIP712 {
         return _baseTokenURI;
     }
 
-    function _requireAuthorized(uint256 deviceId) private view returns (address owner) {
+    /// @dev Lifecycle, grants and keys belong to the owner alone: an ERC-721 approval (a marketplace's
+    /// operator rights, SalesOrder's escrow) moves the token but cannot decommission it or rotate its key.
+    function _requireOwner(uint256 deviceId) private view returns (address owner) {
         owner = _ownerOf(deviceId);
         if (owner == address(0)) revert UnknownDevice(deviceId);
-        if (!_isAuthorized(owner, msg.sender, deviceId)) revert NotDeviceOwner(deviceId, msg.sender);
+        if (owner != msg.sender) revert NotDeviceOwner(deviceId, msg.sender);
     }
 
     function _transition(uint256 deviceId, DeviceState from, DeviceState to) private {

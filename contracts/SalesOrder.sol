@@ -14,10 +14,13 @@ import {DevicePermissions} from "./libraries/DevicePermissions.sol";
 import {ItemCodec} from "./libraries/ItemCodec.sol";
 
 /// @title SalesOrder
-/// @notice Every sales order in one contract: list, buy (money held in escrow), release by an authorized
-/// warehouse gate device, refund after the pickup deadline, and pull payments for sellers.
-/// @dev An order takes two storage slots plus its packed item text (one slot for typical items).
-/// Pausing stops new orders and purchases only; money can always leave.
+/// @notice Every sales order in one contract: list, buy (money and a device item's token held in escrow),
+/// release by an authorized warehouse gate device with the buyer's signed consent, refund (by the buyer
+/// after the pickup deadline, by the seller at any time), and pull payments.
+/// @dev An order is one storage slot (seller, status, item type, price in gwei), plus a second one for its
+/// buyer and pickup deadline; make, model and year live in a catalogue of item types shared by all orders.
+/// Pausing stops new orders and purchases only; money can always leave. While an order holds a device's
+/// token, nobody (the seller included) can suspend, rotate or decommission that device: cancel or refund first.
 contract SalesOrder is ISalesOrder, AccessControl, Pausable, ReentrancyGuard, EIP712 {
     /// @notice Role that may pause and unpause new orders and purchases.
     bytes32 public constant PAUSER_ROLE = keccak256("PAUSER_ROLE");
@@ -110,8 +113,6 @@ contract SalesOrder is ISalesOrder, AccessControl, Pausable, ReentrancyGuard, EI
         order.status = OrderStatus.Paid;
         order.buyer = msg.sender;
         emit OrderPaid(orderId, msg.sender, seller, msg.value);
-        uint256 deviceId = _orderDevice[orderId];
-        if (deviceId != 0) registry.transferFrom(address(this), msg.sender, deviceId);
     }
 
     /// @inheritdoc ISalesOrder
@@ -119,16 +120,25 @@ contract SalesOrder is ISalesOrder, AccessControl, Pausable, ReentrancyGuard, EI
         Order storage order = _orders[orderId];
         _requireStatus(orderId, order.status, OrderStatus.Paid);
         address buyer = order.buyer;
-        if (buyer != msg.sender) revert NotBuyer(orderId, msg.sender);
-        uint64 deadline = order.pickupDeadline;
-        if (deadline == 0 || block.timestamp <= deadline) revert PickupDeadlineNotReached(orderId, deadline);
+        address seller = order.seller;
+        if (msg.sender == buyer) {
+            uint64 deadline = order.pickupDeadline;
+            if (deadline == 0 || block.timestamp <= deadline) revert PickupDeadlineNotReached(orderId, deadline);
+        } else if (msg.sender != seller) {
+            revert NotBuyerOrSeller(orderId, msg.sender);
+        }
         uint256 amount = _price(order);
         order.status = OrderStatus.Refunded;
         emit OrderRefunded(orderId, buyer, amount);
         uint256 deviceId = _orderDevice[orderId];
-        if (deviceId != 0) registry.transferFrom(msg.sender, order.seller, deviceId);
-        // Money only ever leaves to the caller, after every state change.
-        Address.sendValue(payable(msg.sender), amount);
+        if (deviceId != 0) registry.transferFrom(address(this), seller, deviceId);
+        if (msg.sender == buyer) {
+            // Money only ever leaves to the caller, after every state change.
+            Address.sendValue(payable(msg.sender), amount);
+        } else {
+            // The seller gives the money back: it becomes the buyer's credit (pull payment).
+            _credits[buyer] += amount;
+        }
     }
 
     // ------------------------------------------------------------------ warehouse gate
@@ -157,6 +167,9 @@ contract SalesOrder is ISalesOrder, AccessControl, Pausable, ReentrancyGuard, EI
         emit OrderReleased(orderId, gateId, buyer);
         // Checks the gate is Active and the signature is its current key's; consumes its nonce.
         registry.useDeviceAction(gateId, _releaseActionHash(orderId, buyer), deadline, gateSignature);
+        // A device item's token stays in escrow until here: a buyer who could refund must never have held it.
+        uint256 deviceId = _orderDevice[orderId];
+        if (deviceId != 0) registry.transferFrom(address(this), buyer, deviceId);
     }
 
     // ------------------------------------------------------------------ money out

@@ -116,7 +116,8 @@ interface IDeviceRegistry is IERC721 {
         bytes calldata signature
     ) external returns (uint256 deviceId);
 
-    /// @notice Provisioned -> Active. Called by the owner (or an approved operator), normally the first owner.
+    /// @notice Provisioned -> Active. Called by the owner, normally the first owner. Lifecycle, grant and key
+    /// functions are the owner's alone: ERC-721 approvals only move the token.
     /// @param deviceId The device.
     function activate(uint256 deviceId) external;
 

@@ -9,8 +9,8 @@ pragma solidity ^0.8.24;
 ///     createOrder()          buy()           release()
 ///   ──────────────> Listed ────────> Paid ────────────> Released  (seller's credit, withdraw())
 ///                     │                │
-///          cancel()   v                v  refund() after the pickup deadline
-///                 Cancelled         Refunded
+///          cancel()   v                v  refund(): by the buyer after the pickup deadline,
+///                 Cancelled         Refunded            or by the seller at any time
 interface ISalesOrder {
     /// @notice Where an order is. `None` means the id was never created.
     enum OrderStatus {
@@ -56,7 +56,8 @@ interface ISalesOrder {
     /// @notice A new item type (make, model, year) entered the catalog that orders share.
     event ItemTypeRegistered(uint256 indexed itemTypeId, string make, string model, uint16 year);
     /// @notice A seller listed an item. `deviceId` is 0 unless the item is a registered device, whose token
-    /// is now held by this contract.
+    /// is now held by this contract until the item is released to the buyer (or the order is cancelled or
+    /// refunded, when it goes back to the seller).
     event OrderCreated(
         uint256 indexed orderId,
         address indexed seller,
@@ -72,7 +73,8 @@ interface ISalesOrder {
     event OrderPaid(uint256 indexed orderId, address indexed buyer, address indexed seller, uint256 price);
     /// @notice Gate device `gateId` released the item to the buyer; the price is now the seller's credit.
     event OrderReleased(uint256 indexed orderId, uint256 indexed gateId, address indexed buyer);
-    /// @notice The pickup deadline passed without release and the buyer took the money back.
+    /// @notice The order was undone: the buyer took the money back after the pickup deadline, or the seller
+    /// gave it back (then it is the buyer's credit, see `withdraw`).
     event OrderRefunded(uint256 indexed orderId, address indexed buyer, uint256 amount);
     /// @notice `account` withdrew its credit.
     event Withdrawn(address indexed account, uint256 amount);
@@ -80,7 +82,7 @@ interface ISalesOrder {
     error ZeroAddress();
     error UnknownOrder(uint256 orderId);
     error NotSeller(uint256 orderId, address caller);
-    error NotBuyer(uint256 orderId, address caller);
+    error NotBuyerOrSeller(uint256 orderId, address caller);
     error WrongStatus(uint256 orderId, OrderStatus status);
     error PriceOutOfRange(uint256 price);
     error PriceNotWholeGwei(uint256 price);
@@ -98,7 +100,9 @@ interface ISalesOrder {
     /// @notice Lists an item for sale. An order is one storage slot: its make, model and year live in a
     /// catalog of item types shared by all orders (registered on first use), its serial in `OrderCreated`.
     /// @dev When `deviceId` is not 0, the caller must own that device token and have approved this contract;
-    /// the token is held here until the sale (it passes to the buyer inside `buy`) or cancellation.
+    /// the token is held here until the item is released (it passes to the buyer inside `release`), the
+    /// order is cancelled or refunded (it goes back to the seller). The buyer never holds it while a refund
+    /// is possible, so a buyer cannot take over the device (rotate its key, decommission it) and refund.
     /// @param item Make, model, year, serial; make and model are 1 to 64 bytes each.
     /// @param price Price in wei: a whole number of gwei (10^9 wei), at most 2^64 - 1 gwei.
     /// @param pickupDeadline Timestamp after which an unreleased paid order can be refunded; 0 for none
@@ -113,12 +117,12 @@ interface ISalesOrder {
     /// @param orderId The order.
     function cancel(uint256 orderId) external;
 
-    /// @notice Buys an order by paying exactly its price. A device item's token passes to the buyer now.
+    /// @notice Buys an order by paying exactly its price, held in escrow until release or refund.
     /// @param orderId The order.
     function buy(uint256 orderId) external payable;
 
     /// @notice Records that warehouse gate `gateId` handed the item to the buyer, which makes the price the
-    /// seller's credit. Two signatures are needed, so that neither the gate (nor a seller who controls it)
+    /// seller's credit and passes a device item's token to the buyer. Two signatures are needed, so that neither the gate (nor a seller who controls it)
     /// nor the buyer alone can release:
     /// - the gate's: it must be an Active device whose owner admitted the seller with `RELEASE`
     ///   permission, signing DeviceRegistry's `DeviceAction` with `target` this contract and
@@ -138,12 +142,14 @@ interface ISalesOrder {
         BuyerConsent calldata consent
     ) external;
 
-    /// @notice Gives the buyer the money back after the pickup deadline if the item was not released.
-    /// For a device item the buyer returns the token: this contract must be approved for it.
+    /// @notice Undoes a paid order that was not released: the buyer may call it after the pickup deadline
+    /// (the money is sent at once); the seller may call it at any time, giving the money back (it becomes the
+    /// buyer's credit). A device item's token goes back to the seller from escrow.
     /// @param orderId The order.
     function refund(uint256 orderId) external;
 
-    /// @notice Sends the caller's whole credit (sellers' proceeds of released orders).
+    /// @notice Sends the caller's whole credit (sellers' proceeds of released orders, buyers' refunds given
+    /// by sellers).
     function withdraw() external;
 
     /// @notice Table 1: whether the order is sold (paid or released, not refunded).

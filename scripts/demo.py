@@ -171,10 +171,10 @@ def tell_story() -> Story:
                                       chain.pending_timestamp + 7 * DAY, item_id, sender=seller)
     order_id = sales_order.lastOrderId()
     story.tx("seller", f"list order {order_id}: Acme ColdBox-7 (2026) for 0.25 ETH, pickup within 7 days", receipt)
-    story.tx("buyer", f"buy order {order_id} (money held in escrow, item token passes to buyer)",
+    story.tx("buyer", f"buy order {order_id} (money and the item's token held in escrow)",
              sales_order.buy(order_id, value=price, sender=buyer))
-    if registry.ownerOf(item_id) != buyer.address:
-        raise DemoFailure("the item's token did not pass to the buyer")
+    if registry.ownerOf(item_id) != sales_order.address:
+        raise DemoFailure("the item's token is not in escrow after the purchase")
 
     receipt_info = run_client("buyer", "receipt", "--deployment", str(deployment_file), "--order", str(order_id),
                               "--buyer", buyer.address, "--png", str(OUTPUT / "receipt.png"))
@@ -203,10 +203,12 @@ def tell_story() -> Story:
     story.note("buyer", "signs the challenge with the wallet key")
     pickup = run_client("device", "pickup", *gate, "--receipt", receipt_uri, "--response", "-",
                         "--gas-keystore", str(gas_keystore), "--actuator", "log", stdin=json.dumps(response))
-    story.note("gate device", "verifyOwnership ✓; release (gate + buyer signatures), then actuator opens",
+    story.note("gate device", "verifyOwnership ✓; release (gate + buyer signatures: item token to the buyer), then actuator opens",
                pickup.get("txHash", ""), pickup.get("gasUsed"))
     if sales_order.getOrder(order_id).status != 3:  # Released
         raise DemoFailure("the order is not Released after pickup")
+    if registry.ownerOf(item_id) != buyer.address:
+        raise DemoFailure("the item's token did not pass to the buyer with the release")
 
     credit = sales_order.creditOf(seller)
     story.tx("seller", f"withdraw {credit / 10**18:g} ETH", sales_order.withdraw(sender=seller))

@@ -382,6 +382,16 @@ class Kit:
         self.sales.buy(order_id, sender=buyer, value=price)
         return order_id
 
+    def device_order(self, seller, buyer=None, **kwargs) -> tuple[Device, int]:
+        """A fresh Active device of ``seller``, listed as an order's item (its token moves into
+        SalesOrder's escrow) and, when ``buyer`` is given, bought.  ``kwargs`` go to create_order."""
+        device = self.new_device(owner=seller)
+        self.registry.approve(self.sales, device.id, sender=seller)
+        order_id, _ = self.create_order(seller, device_id=device.id, **kwargs)
+        if buyer is not None:
+            self.sales.buy(order_id, sender=buyer, value=self.sales.getOrder(order_id).price)
+        return device, order_id
+
     def release_signature(
         self, gate: Device, order_id: int, buyer_address: str, **kwargs
     ) -> tuple[int, bytes]:

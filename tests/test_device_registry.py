@@ -3,6 +3,10 @@
 Every external function is exercised on its success path (state + event with arguments) and on each
 of its revert paths (the precise custom error and its arguments), plus the replay/forgery attacks on
 the device signatures.
+
+Lifecycle (activate, suspend, resume, decommission), grants and key rotation are the token OWNER's alone:
+ERC-721 approved addresses and operators (``approve``, ``setApprovalForAll``) can move the token, nothing
+more (so SalesOrder's escrow, or a marketplace, can never brick or hijack a device).
 """
 
 from __future__ import annotations
@@ -407,18 +411,91 @@ def test_lifecycle_on_unknown_device_reverts(registry, owner, function):
         getattr(registry, function)(12345, sender=owner)
 
 
+OWNER_ONLY = ["activate", "suspend", "resume", "decommission", "grantPermissions", "revokePermissions", "rotateKey"]
+OWNER_ONLY_START = {
+    "activate": PROVISIONED,
+    "suspend": ACTIVE,
+    "resume": SUSPENDED,
+    "decommission": ACTIVE,
+    "grantPermissions": ACTIVE,
+    "revokePermissions": ACTIVE,
+    "rotateKey": ACTIVE,
+}
+OWNER_ONLY_EVENT = {
+    "activate": "DeviceActivated",
+    "suspend": "DeviceSuspended",
+    "resume": "DeviceResumed",
+    "decommission": "DeviceDecommissioned",
+    "grantPermissions": "PermissionsGranted",
+    "revokePermissions": "PermissionsRevoked",
+    "rotateKey": "DeviceKeyRotated",
+}
+
+
+def _call_owner_only(kit, registry, function, device, grantee, new_key, sender):
+    if function == "grantPermissions":
+        return registry.grantPermissions(device.id, grantee, SERVICE, kit.now() + DAY, sender=sender)
+    if function == "revokePermissions":
+        return registry.revokePermissions(device.id, grantee, sender=sender)
+    if function == "rotateKey":
+        deadline, sig = kit.rotate_signature(device, new_key)
+        return registry.rotateKey(device.id, new_key.address, deadline, sig, sender=sender)
+    return getattr(registry, function)(device.id, sender=sender)
+
+
+def _registry_view(registry, device_id, grantee):
+    d = registry.getDevice(device_id)
+    return (d.key, d.state, d.nonce, d.epoch, tuple(registry.grantOf(device_id, grantee)), registry.ownerOf(device_id))
+
+
+@pytest.mark.parametrize("function", OWNER_ONLY)
 @pytest.mark.parametrize("approval", ["token_approval", "operator_for_all"])
-def test_approved_operator_may_run_lifecycle_and_event_names_the_owner(kit, registry, owner, stranger, approval):
-    device = kit.new_device(owner=owner, active=False)
+def test_approved_operator_cannot_manage_the_device_but_can_transfer_it(
+    kit, registry, owner, stranger, seller, approval, function
+):
+    """ERC-721 approvals move the token and nothing else: an approved address (``approve``) or an operator
+    (``setApprovalForAll``) gets NotDeviceOwner from every lifecycle, grant and key function, leaving the
+    device untouched, yet its transferFrom works; once it owns the token, the same call succeeds."""
+    device = _device_in_state(kit, registry, owner, OWNER_ONLY_START[function])
+    registry.grantPermissions(device.id, seller, OPERATE, kit.now() + DAY, sender=owner)  # something to revoke
+    if approval == "token_approval":
+        registry.approve(stranger, device.id, sender=owner)
+        assert registry.getApproved(device.id) == stranger.address
+    else:
+        registry.setApprovalForAll(stranger, True, sender=owner)
+        assert registry.isApprovedForAll(owner, stranger)
+    new_key = Account.create()
+    before = _registry_view(registry, device.id, seller)
+
+    with reverts(registry.NotDeviceOwner, deviceId=device.id, caller=stranger.address):
+        _call_owner_only(kit, registry, function, device, seller, new_key, stranger)
+    assert _registry_view(registry, device.id, seller) == before
+
+    # The approval still moves the token: here, to the operator itself.
+    receipt = registry.transferFrom(owner, stranger, device.id, sender=stranger)
+    assert_single_event(receipt, registry.Transfer, **{"from": owner.address, "to": stranger.address, "tokenId": device.id})
+    assert registry.ownerOf(device.id) == stranger.address
+    receipt = _call_owner_only(kit, registry, function, device, seller, new_key, stranger)
+    assert_single_event(receipt, getattr(registry, OWNER_ONLY_EVENT[function]), deviceId=device.id)
+    # ... and the former owner, who approved it, is now the outsider.
+    with reverts(registry.NotDeviceOwner, deviceId=device.id, caller=owner.address):
+        _call_owner_only(kit, registry, function, device, seller, Account.create(), owner)
+
+
+@pytest.mark.parametrize("approval", ["token_approval", "operator_for_all"])
+def test_approved_operator_moves_the_token_to_a_third_party(kit, registry, owner, stranger, seller, approval):
+    device = kit.new_device(owner=owner)
     if approval == "token_approval":
         registry.approve(stranger, device.id, sender=owner)
     else:
         registry.setApprovalForAll(stranger, True, sender=owner)
-    receipt = registry.activate(device.id, sender=stranger)
-    assert_single_event(receipt, registry.DeviceActivated, deviceId=device.id, owner=owner.address)
-    registry.suspend(device.id, sender=stranger)
-    registry.resume(device.id, sender=stranger)
-    assert registry.getDevice(device.id).state == ACTIVE
+    with reverts(registry.NotDeviceOwner, deviceId=device.id, caller=stranger.address):
+        registry.suspend(device.id, sender=stranger)
+    registry.safeTransferFrom(owner, seller, device.id, sender=stranger)
+    assert registry.ownerOf(device.id) == seller.address
+    assert registry.getApproved(device.id) == ZERO_ADDRESS  # a token approval ends with the transfer
+    registry.suspend(device.id, sender=seller)
+    assert registry.getDevice(device.id).state == SUSPENDED
 
 
 def test_transfer_moves_ownership_epoch_but_mint_does_not(kit, registry, manufacturer, owner, stranger):
@@ -480,11 +557,22 @@ def test_grant_permissions_stores_grant_and_emits(kit, registry, owner, stranger
     assert registry.hasPermission(device.id, stranger, OPERATE)
 
 
-def test_grant_by_approved_operator_is_accepted(kit, registry, owner, stranger, seller):
+@pytest.mark.parametrize("approval", ["token_approval", "operator_for_all"])
+def test_grant_and_revoke_by_approved_operator_revert(kit, registry, owner, stranger, seller, approval):
     device = kit.new_device(owner=owner)
-    registry.approve(stranger, device.id, sender=owner)
-    registry.grantPermissions(device.id, seller, SERVICE, kit.now() + DAY, sender=stranger)
-    assert registry.hasPermission(device.id, seller, SERVICE)
+    registry.grantPermissions(device.id, seller, READ_DATA, kit.now() + DAY, sender=owner)
+    if approval == "token_approval":
+        registry.approve(stranger, device.id, sender=owner)
+    else:
+        registry.setApprovalForAll(stranger, True, sender=owner)
+    for grantee in (seller, stranger):  # not for another, not for itself
+        with reverts(registry.NotDeviceOwner, deviceId=device.id, caller=stranger.address):
+            registry.grantPermissions(device.id, grantee, SERVICE, kit.now() + DAY, sender=stranger)
+    with reverts(registry.NotDeviceOwner, deviceId=device.id, caller=stranger.address):
+        registry.revokePermissions(device.id, seller, sender=stranger)
+    assert not registry.hasPermission(device.id, seller, SERVICE)
+    assert not registry.hasPermission(device.id, stranger, SERVICE)
+    assert registry.hasPermission(device.id, seller, READ_DATA)  # the owner's grant stands
 
 
 def test_grant_replaces_previous_grant(kit, registry, owner, stranger):
@@ -785,12 +873,16 @@ def test_rotate_key_twice_retires_intermediate_key(kit, registry, owner):
         registry.rotateKey(device.id, k2.address, deadline, sig, sender=owner)
 
 
-def test_rotate_key_on_provisioned_device_by_approved_operator(kit, registry, manufacturer, stranger):
+def test_rotate_key_on_provisioned_device_by_approved_operator_reverts(kit, registry, manufacturer, stranger):
     device, _ = kit.provision()
     registry.approve(stranger, device.id, sender=manufacturer)
     new_key = Account.create()
     deadline, sig = kit.rotate_signature(device, new_key)
-    registry.rotateKey(device.id, new_key.address, deadline, sig, sender=stranger)
+    with reverts(registry.NotDeviceOwner, deviceId=device.id, caller=stranger.address):
+        registry.rotateKey(device.id, new_key.address, deadline, sig, sender=stranger)
+    assert registry.getDevice(device.id).key == device.key.address
+    # The owner (still the manufacturer) rotates with the very same signature.
+    registry.rotateKey(device.id, new_key.address, deadline, sig, sender=manufacturer)
     assert registry.getDevice(device.id).key == new_key.address
 
 

@@ -9,6 +9,12 @@ DeviceAction with target = SalesOrder and action = Release(orderId, buyer).  The
 Release also needs the BUYER's consent: their EIP-712 signature of the gate's pickup challenge,
 PickupChallenge(orderId, gateId, challenge, expiresAt) in SalesOrder's own domain, so that a seller
 who controls a gate cannot release (and take the escrow) without the buyer at the gate.
+
+A device item's token stays in SalesOrder's escrow from createOrder until release (which passes it to the
+buyer), or until cancel/refund (which give it back to the seller): a buyer who can still refund never owns
+the device, so it cannot rotate its key or decommission it and then take the money back.  Refund is the
+buyer's after the pickup deadline (paid at once) or the seller's at any time while Paid (the price becomes
+the buyer's credit, withdrawn with ``withdraw``).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from contract_helpers import (
     REFUNDED,
     RELEASE,
     RELEASED,
+    SUSPENDED,
     ZERO_ADDRESS,
     assert_no_event,
     assert_single_event,
@@ -53,10 +60,17 @@ pytestmark = pytest.mark.usefixtures("_deployments")
 
 PRICE = 1_000_000 * GWEI  # 0.001 ether
 REENTRANT_CALL = keccak(text="ReentrancyGuardReentrantCall()")[:4]
+DEVICE_ACTION = keccak(text="open the valve")
 
 
 def order_of(sales, order_id):
     return sales.getOrder(order_id)
+
+
+def device_state(registry, device_id):
+    """(key, state, warrantyEnd, nonce, epoch) of a device."""
+    d = registry.getDevice(device_id)
+    return (d.key, d.state, d.warrantyEnd, d.nonce, d.epoch)
 
 
 def release(kit, sales, gate, order_id, buyer_address, sender, *, consent=None, **kwargs):
@@ -325,13 +339,19 @@ def test_buy_with_exact_payment_escrows_money_and_emits(kit, sales, seller, buye
     assert sales.creditOf(seller) == 0  # the seller is credited only on release
 
 
-def test_buy_device_item_transfers_token_to_buyer(kit, registry, sales, seller, buyer):
-    device = kit.new_device(owner=seller)
-    registry.approve(sales, device.id, sender=seller)
-    order_id, _ = kit.create_order(seller, device_id=device.id)
-    sales.buy(order_id, sender=buyer, value=PRICE)
-    assert registry.ownerOf(device.id) == buyer.address
-    assert registry.hasPermission(device.id, buyer, RELEASE)  # new owner holds every permission
+def test_buy_device_item_keeps_token_in_escrow(kit, registry, sales, seller, buyer):
+    """The token stays with SalesOrder until release: a buyer who can still refund never holds it."""
+    device, order_id = kit.device_order(seller)
+    before = device_state(registry, device.id)
+    receipt = sales.buy(order_id, sender=buyer, value=PRICE)
+    assert_single_event(receipt, sales.OrderPaid, orderId=order_id, buyer=buyer.address)
+    assert_no_event(receipt, registry.Transfer)
+    assert registry.ownerOf(device.id) == sales.address
+    assert registry.balanceOf(buyer) == 0
+    assert device_state(registry, device.id) == before  # no new ownership epoch, same key and nonce
+    assert not registry.hasPermission(device.id, buyer, RELEASE)
+    assert not registry.hasPermission(device.id, seller, RELEASE)
+    assert order_of(sales, order_id).status == PAID
 
 
 @pytest.mark.parametrize("sent", [0, PRICE - GWEI, PRICE - 1, PRICE + 1, 2 * PRICE])
@@ -579,6 +599,105 @@ def test_release_is_still_possible_after_pickup_deadline_until_refunded(kit, sal
     release(kit, sales, gate, order_id, buyer.address, sender=buyer)
     with reverts(sales.WrongStatus, orderId=order_id, status=RELEASED):
         sales.refund(order_id, sender=buyer)
+
+
+# =========================================================================== release: device items
+
+
+def test_release_of_device_item_moves_token_to_buyer(kit, registry, sales, gate, seller, buyer, stranger):
+    device, order_id = kit.device_order(seller, buyer)
+    before = device_state(registry, device.id)
+    # A refused release leaves the token in escrow.
+    with reverts(registry.InvalidDeviceSignature, deviceId=gate.id):
+        release(kit, sales, gate, order_id, buyer.address, sender=stranger, key=Account.create())
+    assert registry.ownerOf(device.id) == sales.address
+
+    receipt = release(kit, sales, gate, order_id, buyer.address, sender=stranger)
+    assert_single_event(receipt, sales.OrderReleased, orderId=order_id, gateId=gate.id, buyer=buyer.address)
+    assert_single_event(receipt, registry.Transfer, **{"from": sales.address, "to": buyer.address, "tokenId": device.id})
+    assert registry.ownerOf(device.id) == buyer.address
+    assert registry.balanceOf(sales) == 0
+    key, state, warranty_end, nonce, epoch = device_state(registry, device.id)
+    # The device is unchanged but for a new ownership epoch; the buyer, as owner, holds every permission.
+    assert (key, state, warranty_end, nonce, epoch) == before[:4] + (before[4] + 1,)
+    assert registry.hasPermission(device.id, buyer, RELEASE | OPERATE)
+    assert order_of(sales, order_id).status == RELEASED
+    assert sales.creditOf(seller) == PRICE
+
+
+def _owner_only_calls(kit, registry, device, grantee):
+    """Every owner-only DeviceRegistry call on ``device``, as (name, call(sender))."""
+    new_key = Account.create()
+    rotate_deadline, rotate_sig = kit.rotate_signature(device, new_key)
+    return [
+        ("rotateKey", lambda who: registry.rotateKey(device.id, new_key.address, rotate_deadline, rotate_sig, sender=who)),
+        ("decommission", lambda who: registry.decommission(device.id, sender=who)),
+        ("suspend", lambda who: registry.suspend(device.id, sender=who)),
+        ("grantPermissions", lambda who: registry.grantPermissions(device.id, grantee, OPERATE | RELEASE, kit.now() + DAY, sender=who)),
+        ("revokePermissions", lambda who: registry.revokePermissions(device.id, grantee, sender=who)),
+    ]
+
+
+@pytest.mark.parametrize("refund_by", ["buyer", "seller"])
+def test_attack_buyer_cannot_take_over_the_device_and_still_refund(kit, registry, sales, seller, buyer, refund_by):
+    """THE ATTACK escrow-until-release closes.  When buy() handed the token over, a buyer could rotate the
+    device's key to one of its own (or decommission it, or admit itself through grants) and then refund after
+    the pickup deadline: the money back, and the seller's device hijacked or bricked.  Now, while the order
+    is Paid, the buyer owns nothing: every owner-only call reverts NotDeviceOwner (the seller's too: the
+    token is in escrow), nobody can move the token out, and the refund hands the seller the device exactly
+    as it was."""
+    pickup_deadline = kit.now() + DAY
+    device, order_id = kit.device_order(seller, buyer, pickup_deadline=pickup_deadline)
+    before = device_state(registry, device.id)
+    for who in (buyer, seller):
+        for name, call in _owner_only_calls(kit, registry, device, who):
+            with reverts(registry.NotDeviceOwner, deviceId=device.id, caller=who.address):
+                call(who)
+        with reverts(registry.ERC721InsufficientApproval, operator=who.address, tokenId=device.id):
+            registry.transferFrom(sales, who, device.id, sender=who)
+    assert registry.ownerOf(device.id) == sales.address
+    assert device_state(registry, device.id) == before
+    assert not registry.hasPermission(device.id, buyer, OPERATE)
+    assert tuple(registry.grantOf(device.id, buyer)) == (0, 0, False)
+
+    if refund_by == "buyer":
+        kit.warp(DAY + 1)
+    sales.refund(order_id, sender=seller if refund_by == "seller" else buyer)
+    assert order_of(sales, order_id).status == REFUNDED
+    assert registry.ownerOf(device.id) == seller.address
+    key, state, warranty_end, nonce, epoch = device_state(registry, device.id)
+    assert (key, state, warranty_end, nonce) == (device.key.address, ACTIVE, before[2], before[3])
+    assert epoch == before[4] + 1
+    # The device still acts with its own key, for its seller, who controls it again.
+    deadline, sig = kit.action_signature(device, seller.address, DEVICE_ACTION)
+    registry.useDeviceAction(device.id, DEVICE_ACTION, deadline, sig, sender=seller)
+    with reverts(registry.NotDeviceOwner, deviceId=device.id, caller=buyer.address):
+        registry.decommission(device.id, sender=buyer)
+    registry.suspend(device.id, sender=seller)
+    assert registry.getDevice(device.id).state == SUSPENDED
+
+
+def test_after_release_the_buyer_owns_and_controls_the_device(kit, registry, sales, gate, seller, buyer):
+    """Release is where control passes: the buyer can then rotate the key, grant and decommission, and the
+    order can no longer be refunded by anyone."""
+    pickup_deadline = kit.now() + DAY
+    device, order_id = kit.device_order(seller, buyer, pickup_deadline=pickup_deadline)
+    release(kit, sales, gate, order_id, buyer.address, sender=buyer)
+    assert registry.ownerOf(device.id) == buyer.address
+
+    new_key = Account.create()
+    deadline, sig = kit.rotate_signature(device, new_key)
+    receipt = registry.rotateKey(device.id, new_key.address, deadline, sig, sender=buyer)
+    assert_single_event(receipt, registry.DeviceKeyRotated, deviceId=device.id, newKey=new_key.address)
+    registry.grantPermissions(device.id, seller, OPERATE, kit.now() + DAY, sender=buyer)
+    assert registry.hasPermission(device.id, seller, OPERATE)
+    kit.warp(DAY + 1)
+    for who in (buyer, seller):
+        with reverts(sales.WrongStatus, orderId=order_id, status=RELEASED):
+            sales.refund(order_id, sender=who)
+    receipt = registry.decommission(device.id, sender=buyer)
+    assert_single_event(receipt, registry.DeviceDecommissioned, deviceId=device.id, owner=buyer.address)
+    assert registry.ownerOf(device.id) == buyer.address
 
 
 # =========================================================================== release: the buyer's consent
@@ -955,52 +1074,161 @@ def test_refund_after_deadline_returns_money(kit, sales, seller, buyer):
     assert order_of(sales, order_id).status == REFUNDED
     assert not sales.isSold(order_id)
     assert sales.creditOf(seller) == 0
+    assert sales.creditOf(buyer) == 0  # the buyer's own refund is sent, not credited
 
 
-def test_refund_of_device_item_returns_token_to_seller(kit, registry, sales, seller, buyer):
-    device = kit.new_device(owner=seller)
-    registry.approve(sales, device.id, sender=seller)
-    order_id = kit.create_and_buy(seller, buyer, device_id=device.id, pickup_deadline=kit.now() + 100)
-    assert registry.ownerOf(device.id) == buyer.address
+def test_buyer_refund_of_device_item_returns_token_from_escrow_without_any_approval(kit, registry, sales, seller, buyer):
+    device, order_id = kit.device_order(seller, buyer, pickup_deadline=kit.now() + 100)
+    # The buyer approved nothing (it never held the token), and SalesOrder's own approval was used up.
+    assert registry.getApproved(device.id) == ZERO_ADDRESS
+    assert not registry.isApprovedForAll(buyer, sales)
+    assert not registry.isApprovedForAll(seller, sales)
     kit.warp(101)
-    registry.approve(sales, device.id, sender=buyer)
+    buyer_before = buyer.balance
+    receipt = sales.refund(order_id, sender=buyer)
+    assert_single_event(receipt, sales.OrderRefunded, orderId=order_id, buyer=buyer.address, amount=PRICE)
+    assert_single_event(receipt, registry.Transfer, **{"from": sales.address, "to": seller.address, "tokenId": device.id})
+    assert registry.ownerOf(device.id) == seller.address
+    assert registry.getDevice(device.id).state == ACTIVE
+    assert buyer.balance == buyer_before + PRICE - receipt.total_fees_paid
+    assert registry.balanceOf(buyer) == 0
+
+
+def test_buyer_of_paid_device_item_cannot_pass_the_token_on(kit, registry, sales, seller, buyer, stranger):
+    """Formerly the buyer held the token and could sell it on before refunding; now it has nothing to move,
+    so the refund can always give the seller its device back."""
+    device, order_id = kit.device_order(seller, buyer, pickup_deadline=kit.now() + 100)
+    for source in (sales, buyer):
+        with reverts(registry.ERC721InsufficientApproval, operator=buyer.address, tokenId=device.id):
+            registry.transferFrom(source, stranger, device.id, sender=buyer)
+    with reverts(registry.ERC721InvalidApprover, approver=buyer.address):
+        registry.approve(stranger, device.id, sender=buyer)
+    kit.warp(101)
     sales.refund(order_id, sender=buyer)
     assert registry.ownerOf(device.id) == seller.address
 
 
-def test_refund_of_device_item_needs_buyer_approval(kit, registry, sales, seller, buyer):
-    device = kit.new_device(owner=seller)
-    registry.approve(sales, device.id, sender=seller)
-    order_id = kit.create_and_buy(seller, buyer, device_id=device.id, pickup_deadline=kit.now() + 100)
-    kit.warp(101)
-    with reverts(registry.ERC721InsufficientApproval, operator=sales.address, tokenId=device.id):
-        sales.refund(order_id, sender=buyer)
-    assert order_of(sales, order_id).status == PAID
+REFUND_TIMING = ["before_deadline", "after_deadline", "no_deadline"]
 
 
-def test_refund_of_device_item_buyer_no_longer_holds_reverts(kit, registry, sales, seller, buyer, stranger):
-    device = kit.new_device(owner=seller)
-    registry.approve(sales, device.id, sender=seller)
-    order_id = kit.create_and_buy(seller, buyer, device_id=device.id, pickup_deadline=kit.now() + 100)
-    registry.setApprovalForAll(sales, True, sender=buyer)
-    registry.transferFrom(buyer, stranger, device.id, sender=buyer)  # buyer passed the device on
-    kit.warp(101)
-    with reverts(registry.ERC721InsufficientApproval, operator=sales.address, tokenId=device.id):
-        sales.refund(order_id, sender=buyer)
-    assert order_of(sales, order_id).status == PAID
+def _paid_order(kit, seller, buyer, timing, item):
+    """A paid order (``item`` "plain" or "device") whose pickup deadline, per ``timing``, is ahead, passed,
+    or absent (then a decade passes).  Returns (device or None, order id)."""
+    pickup_deadline = 0 if timing == "no_deadline" else kit.now() + DAY
+    if item == "device":
+        device, order_id = kit.device_order(seller, buyer, pickup_deadline=pickup_deadline)
+    else:
+        device, order_id = None, kit.create_and_buy(seller, buyer, pickup_deadline=pickup_deadline)
+    kit.warp({"before_deadline": DAY - 100, "after_deadline": DAY + 1, "no_deadline": 3650 * DAY}[timing])
+    return device, order_id
 
 
-@pytest.mark.parametrize("who", ["seller", "stranger"])
-def test_refund_by_non_buyer_reverts(kit, sales, seller, buyer, stranger, who):
-    caller = seller if who == "seller" else stranger
-    order_id = kit.create_and_buy(seller, buyer, pickup_deadline=kit.now() + 100)
-    kit.warp(101)
-    with reverts(sales.NotBuyer, orderId=order_id, caller=caller.address):
+@pytest.mark.parametrize("item", ["plain", "device"])
+@pytest.mark.parametrize("timing", REFUND_TIMING)
+def test_seller_refund_at_any_time_credits_the_buyer(kit, registry, sales, gate, seller, buyer, timing, item):
+    """The seller may give the money back whenever the order is Paid (resolving, for one, an order without a
+    pickup deadline whose gate became unusable): the price becomes the buyer's credit, the token (if any)
+    goes back to the seller, and the buyer withdraws."""
+    device, order_id = _paid_order(kit, seller, buyer, timing, item)
+    seller_before, buyer_before, contract_before = seller.balance, buyer.balance, sales.balance
+
+    receipt = sales.refund(order_id, sender=seller)
+
+    assert_single_event(receipt, sales.OrderRefunded, orderId=order_id, buyer=buyer.address, amount=PRICE)
+    assert_no_event(receipt, sales.Withdrawn)
+    order = order_of(sales, order_id)
+    assert (order.status, order.buyer, order.seller) == (REFUNDED, buyer.address, seller.address)
+    assert not sales.isSold(order_id)
+    assert not sales.verifyOwnership(order_id, buyer)
+    assert sales.creditOf(buyer) == PRICE
+    assert sales.creditOf(seller) == 0
+    assert sales.balance == contract_before  # the money stays, now owed to the buyer
+    assert buyer.balance == buyer_before
+    assert seller.balance == seller_before - receipt.total_fees_paid
+    if device is None:
+        assert_no_event(receipt, registry.Transfer)
+    else:
+        assert_single_event(receipt, registry.Transfer, **{"from": sales.address, "to": seller.address, "tokenId": device.id})
+        assert registry.ownerOf(device.id) == seller.address
+
+    # Settled: neither party can refund again, and the gate can no longer release.
+    for who in (buyer, seller):
+        with reverts(sales.WrongStatus, orderId=order_id, status=REFUNDED):
+            sales.refund(order_id, sender=who)
+    with reverts(sales.WrongStatus, orderId=order_id, status=REFUNDED):
+        release(kit, sales, gate, order_id, buyer.address, sender=buyer)
+
+    buyer_before = buyer.balance  # (the refused calls above cost the buyer gas)
+    receipt = sales.withdraw(sender=buyer)
+    assert_single_event(receipt, sales.Withdrawn, account=buyer.address, amount=PRICE)
+    assert buyer.balance == buyer_before + PRICE - receipt.total_fees_paid
+    assert sales.balance == contract_before - PRICE
+    assert sales.creditOf(buyer) == 0
+    with reverts(sales.NothingToWithdraw, account=buyer.address):
+        sales.withdraw(sender=buyer)
+
+
+def test_seller_refunds_add_exactly_each_price_to_the_buyers_credit(kit, sales, seller, buyer, stranger):
+    """Credits from several refunds (two sellers, two prices) add up; other paid orders' escrow is untouched."""
+    first = kit.create_and_buy(seller, buyer, price=PRICE)
+    second = kit.create_and_buy(stranger, buyer, price=3 * PRICE + GWEI)
+    untouched = kit.create_and_buy(seller, buyer, price=5 * PRICE)
+    sales.refund(first, sender=seller)
+    assert sales.creditOf(buyer) == PRICE
+    sales.refund(second, sender=stranger)
+    assert sales.creditOf(buyer) == 4 * PRICE + GWEI
+    assert (sales.creditOf(seller), sales.creditOf(stranger)) == (0, 0)
+    assert sales.balance == 9 * PRICE + GWEI
+    before = buyer.balance
+    receipt = sales.withdraw(sender=buyer)
+    assert buyer.balance == before + 4 * PRICE + GWEI - receipt.total_fees_paid
+    assert sales.balance == 5 * PRICE  # the escrow of the order still Paid
+    assert order_of(sales, untouched).status == PAID
+
+
+@pytest.mark.parametrize("timing", ["after_deadline", "no_deadline"])
+@pytest.mark.parametrize("who", ["stranger", "gate_owner", "admin"])
+def test_refund_by_neither_buyer_nor_seller_reverts(
+    kit, registry, sales, seller, buyer, stranger, gate_owner, admin, who, timing
+):
+    """Nobody else refunds, not even the admin or the gate's operator, and not even when the buyer could."""
+    caller = {"stranger": stranger, "gate_owner": gate_owner, "admin": admin}[who]
+    device, order_id = _paid_order(kit, seller, buyer, timing, "device")
+    contract_before = sales.balance
+    with reverts(sales.NotBuyerOrSeller, orderId=order_id, caller=caller.address):
         sales.refund(order_id, sender=caller)
+    assert order_of(sales, order_id).status == PAID
+    assert sales.balance == contract_before
+    assert (sales.creditOf(buyer), sales.creditOf(caller)) == (0, 0)
+    assert registry.ownerOf(device.id) == sales.address
+
+
+@pytest.mark.parametrize("status", [RELEASED, CANCELLED, LISTED, REFUNDED], ids=["released", "cancelled", "listed", "refunded"])
+def test_seller_refund_of_an_order_not_paid_reverts(kit, sales, gate, seller, buyer, status):
+    if status == LISTED or status == CANCELLED:
+        order_id, _ = kit.create_order(seller, pickup_deadline=0)
+        if status == CANCELLED:
+            sales.cancel(order_id, sender=seller)
+    else:
+        order_id = kit.create_and_buy(seller, buyer, pickup_deadline=0)
+        if status == RELEASED:
+            release(kit, sales, gate, order_id, buyer.address, sender=buyer)
+        else:
+            sales.refund(order_id, sender=seller)
+    credits = (sales.creditOf(seller), sales.creditOf(buyer))
+    with reverts(sales.WrongStatus, orderId=order_id, status=status):
+        sales.refund(order_id, sender=seller)
+    assert (sales.creditOf(seller), sales.creditOf(buyer)) == credits
+    assert order_of(sales, order_id).status == status
+
+
+def test_refund_by_seller_of_unknown_order_reverts(sales, seller):
+    with reverts(sales.UnknownOrder, orderId=4242):
+        sales.refund(4242, sender=seller)
 
 
 @pytest.mark.parametrize("offset", [0, -50])
-def test_refund_before_or_at_deadline_reverts(kit, sales, seller, buyer, chain, offset):
+def test_buyer_refund_before_or_at_deadline_reverts(kit, sales, seller, buyer, chain, offset):
     deadline = kit.now() + 100
     order_id = kit.create_and_buy(seller, buyer, pickup_deadline=deadline)
     chain.pending_timestamp = deadline + offset
@@ -1008,11 +1236,12 @@ def test_refund_before_or_at_deadline_reverts(kit, sales, seller, buyer, chain, 
         sales.refund(order_id, sender=buyer)
 
 
-def test_refund_of_order_without_deadline_reverts(kit, sales, seller, buyer):
+def test_buyer_refund_of_order_without_deadline_reverts(kit, sales, seller, buyer):
     order_id = kit.create_and_buy(seller, buyer, pickup_deadline=0)
     kit.warp(3650 * DAY)
     with reverts(sales.PickupDeadlineNotReached, orderId=order_id, pickupDeadline=0):
         sales.refund(order_id, sender=buyer)
+    assert order_of(sales, order_id).status == PAID
 
 
 def test_refund_after_release_reverts(kit, sales, gate, seller, buyer):
@@ -1049,12 +1278,14 @@ def test_refund_after_deadline_blocks_later_release(kit, registry, sales, gate, 
     assert sales.creditOf(seller) == 0
 
 
-def test_refund_works_while_paused(kit, sales, seller, buyer, admin):
+@pytest.mark.parametrize("by", ["buyer", "seller"])
+def test_refund_works_while_paused(kit, sales, seller, buyer, admin, by):
     order_id = kit.create_and_buy(seller, buyer, pickup_deadline=kit.now() + 100)
     sales.pause(sender=admin)
     kit.warp(101)
-    sales.refund(order_id, sender=buyer)
+    sales.refund(order_id, sender=buyer if by == "buyer" else seller)
     assert order_of(sales, order_id).status == REFUNDED
+    assert sales.creditOf(buyer) == (PRICE if by == "seller" else 0)
 
 
 # =========================================================================== withdraw
@@ -1134,6 +1365,37 @@ def test_refund_to_contract_buyer_that_refuses_ether_reverts_and_keeps_order(kit
     actor.setRejectPayments(False, sender=stranger)
     actor.execute(sales, sales.refund.encode_input(order_id), 0, sender=stranger)
     assert order_of(sales, order_id).status == REFUNDED
+
+
+def test_seller_refund_to_contract_buyer_that_refuses_ether_credits_it(kit, sales, seller, stranger, actor):
+    """A buyer that cannot be paid cannot block the seller's refund: no ether moves until it withdraws."""
+    order_id, _ = kit.create_order(seller, pickup_deadline=0)
+    actor_buy(sales, actor, order_id, stranger)
+    actor.setRejectPayments(True, sender=stranger)
+    receives = actor.receiveCount()
+    sales.refund(order_id, sender=seller)
+    assert order_of(sales, order_id).status == REFUNDED
+    assert sales.creditOf(actor) == PRICE
+    assert actor.receiveCount() == receives  # nothing was sent
+    with reverts(sales.FailedCall):
+        actor.execute(sales, sales.withdraw.encode_input(), 0, sender=stranger)
+    assert sales.creditOf(actor) == PRICE
+    actor.setRejectPayments(False, sender=stranger)
+    before = actor.balance
+    actor.execute(sales, sales.withdraw.encode_input(), 0, sender=stranger)
+    assert actor.balance == before + PRICE
+    assert sales.creditOf(actor) == 0
+
+
+def test_contract_seller_refunds_its_paid_order(kit, sales, buyer, stranger, actor):
+    order_id = actor_list(kit, sales, actor, stranger)
+    sales.buy(order_id, sender=buyer, value=PRICE)
+    # The key that runs the contract seller is not the seller.
+    with reverts(sales.NotBuyerOrSeller, orderId=order_id, caller=stranger.address):
+        sales.refund(order_id, sender=stranger)
+    actor.execute(sales, sales.refund.encode_input(order_id), 0, sender=stranger)
+    assert order_of(sales, order_id).status == REFUNDED
+    assert sales.creditOf(buyer) == PRICE
 
 
 def test_withdraw_to_contract_seller_that_refuses_ether_reverts_and_keeps_credit(kit, sales, gate, gate_owner, buyer, stranger, actor, registry):

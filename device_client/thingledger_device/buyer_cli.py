@@ -41,13 +41,21 @@ def cmd_receipt(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_sign_challenge(args: argparse.Namespace, out: Output) -> int:
-    from .challenge import describe_time, parse_challenge, sign_challenge
+    from .challenge import MAX_TTL_SECONDS, describe_time, parse_challenge, sign_challenge
     from .keystore import PASSWORD_ENV, read_keystore, resolve_password, unlock_keystore
 
     challenge = parse_challenge(read_input(args.challenge, "challenge"))
-    if challenge.expires_at < int(time.time()):
+    now = int(time.time())
+    if challenge.expires_at < now:
         raise DeviceClientError(
             f"the challenge expired at {describe_time(challenge.expires_at)}: ask the gate for a new one"
+        )
+    # The signature is also the buyer's consent to the release on chain, valid until expiresAt: a gate that
+    # asks for a long-lived one could keep it and release later without handing the item over.
+    if challenge.expires_at > now + MAX_TTL_SECONDS:
+        raise DeviceClientError(
+            f"the challenge is valid until {describe_time(challenge.expires_at)}, more than "
+            f"{MAX_TTL_SECONDS // 60} minutes from now: refusing to sign a long-lived consent"
         )
     read_keystore(args.keystore)
     password = resolve_password(args.password_file, env_name=PASSWORD_ENV, purpose=f"buyer keystore {args.keystore}")

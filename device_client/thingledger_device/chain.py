@@ -189,6 +189,27 @@ class Chain:
             year=int(year),
         )
 
+    def block_number(self) -> int:
+        return int(self._rpc("eth_blockNumber", lambda: self.web3.eth.block_number))
+
+    def release_of(self, order_id: int, gate_id: int, buyer: str, from_block: int) -> TransactionResult | None:
+        """The transaction, since `from_block`, in which SalesOrder released `order_id` at `gate_id` to `buyer`
+        (its OrderReleased event), or None."""
+        event = self.sales_order.events.OrderReleased
+        logs = self._rpc(
+            f"reading OrderReleased({order_id})",
+            lambda: event.get_logs(
+                from_block=from_block, argument_filters={"orderId": order_id, "gateId": gate_id, "buyer": buyer}
+            ),
+        )
+        if not logs:
+            return None
+        tx_hash = logs[0]["transactionHash"]
+        receipt = self._rpc("eth_getTransactionReceipt", lambda: self.web3.eth.get_transaction_receipt(tx_hash))
+        return TransactionResult(
+            tx_hash="0x" + bytes(tx_hash).hex(), gas_used=int(receipt["gasUsed"]), block_number=int(receipt["blockNumber"])
+        )
+
     def verify_ownership(self, order_id: int, claimant: str) -> bool:
         function = self.sales_order.functions.verifyOwnership(order_id, claimant)
         return bool(self.call(function, f"SalesOrder.verifyOwnership({order_id}, {claimant})"))
@@ -224,8 +245,11 @@ class Chain:
 
     # ------------------------------------------------------------------ transactions
 
-    def transact(self, account: LocalAccount, function: ContractFunction, what: str) -> TransactionResult:
-        """Estimates (a revert surfaces here, decoded), signs with `account`, sends, waits for the receipt."""
+    def transact(
+        self, account: LocalAccount, function: ContractFunction, what: str, receipt_timeout: float = RECEIPT_TIMEOUT
+    ) -> TransactionResult:
+        """Estimates (a revert surfaces here, decoded), signs with `account`, sends, waits for the receipt
+        (at most `receipt_timeout` seconds)."""
         sender = account.address
 
         def build() -> Any:
@@ -246,7 +270,7 @@ class Chain:
         self._rpc(f"sending {what}", send)
         receipt = self._rpc(
             f"waiting for {what} (0x{tx_hash.hex()})",
-            lambda: self.web3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT, poll_latency=0.1),
+            lambda: self.web3.eth.wait_for_transaction_receipt(tx_hash, timeout=receipt_timeout, poll_latency=0.1),
         )
         if receipt["status"] != 1:
             raise DeviceClientError(f"{what} failed on chain: transaction 0x{tx_hash.hex()} reverted")

@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 
 CHALLENGE_FIELDS = ("chainId", "salesOrder", "orderId", "gateId", "challenge", "expiresAt")
 RESPONSE_FIELDS = ("challenge", "signature")
-MAX_TTL_SECONDS = 86_400
+# A buyer's signature of a challenge is also their on-chain consent to the release (SalesOrder checks it until
+# `expiresAt`), so challenges are short-lived: the buyer's command refuses to sign a longer one.
+MAX_TTL_SECONDS = 900
 # Records stay this long after expiry so that a late reuse is reported as such, then they are pruned.
 RECORD_GRACE_SECONDS = 86_400
 MAX_DOCUMENT_LENGTH = 4_096
@@ -113,10 +115,21 @@ def sign_challenge(account: LocalAccount, challenge: Challenge) -> ChallengeResp
     return ChallengeResponse(challenge=challenge, signature=bytes(signed.signature))
 
 
+# secp256k1's group order halved: SalesOrder (OpenZeppelin ECDSA) refuses signatures with a larger s.
+SECP256K1_HALF_ORDER = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
+
+
 def recover_signer(response: ChallengeResponse) -> str:
-    """The address whose key signed the response."""
+    """The address whose key signed the response, for a signature in the one form SalesOrder accepts
+    on chain (65 bytes, low s, v 27 or 28): a gate must not accept what the release would refuse."""
     from eth_account import Account
     from eth_account.messages import encode_typed_data
+
+    signature = response.signature
+    if len(signature) != 65 or signature[64] not in (27, 28) or int.from_bytes(signature[32:64], "big") > SECP256K1_HALF_ORDER:
+        raise DeviceClientError(
+            "challenge response: the signature is not in canonical form (65 bytes, low s, v 27 or 28)"
+        )
 
     signable = encode_typed_data(full_message=response.challenge.typed_message())
     try:

@@ -27,8 +27,11 @@ if TYPE_CHECKING:
 
     from .chain import Chain, DeviceInfo, OrderInfo
 
-# The gate's release signature is valid for five minutes: enough for the transaction to be mined.
-RELEASE_SIGNATURE_LIFETIME = 300
+# The gate's release signature is valid for two minutes: enough for the transaction to be mined. The gate
+# waits for the receipt until the signature has expired (plus a margin), so a release cannot be mined after
+# the gate gave up and told the buyer no.
+RELEASE_SIGNATURE_LIFETIME = 120
+RELEASE_WAIT_MARGIN = 30
 
 
 @dataclass(frozen=True)
@@ -250,11 +253,24 @@ def run_pickup(
     deadline = max(now, chain.latest_timestamp()) + RELEASE_SIGNATURE_LIFETIME
     signature = sign_release(chain, device, verified, deadline)
     order_id = verified.order.order_id
+    first_block = chain.block_number()
     # The buyer's signed challenge goes on chain too: SalesOrder releases only with the buyer's consent.
     function = chain.sales_order.functions.release(
         order_id, verified.gate_id, deadline, signature, verified.buyer_consent()
     )
-    transaction = chain.transact(gas_payer, function, f"SalesOrder.release({order_id}, gate {verified.gate_id})")
+    what = f"SalesOrder.release({order_id}, gate {verified.gate_id})"
+    try:
+        transaction = chain.transact(
+            gas_payer, function, what, receipt_timeout=RELEASE_SIGNATURE_LIFETIME + RELEASE_WAIT_MARGIN
+        )
+    except DeviceClientError:
+        # Anyone may submit the gate's signed release, and a copy of ours may have been mined first (our own
+        # then reverts). What decides the hand-over is whether the order was released at this gate to this
+        # buyer, whoever paid the gas.
+        released = chain.release_of(order_id, verified.gate_id, verified.buyer, first_block)
+        if released is None:
+            raise
+        transaction = released
     event = ReleaseEvent(order_id=order_id, gate_id=verified.gate_id, buyer=verified.buyer, tx_hash=transaction.tx_hash)
     try:
         actuator.release(event)

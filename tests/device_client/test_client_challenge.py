@@ -152,7 +152,23 @@ def test_signature_recovers_the_signer_and_binds_every_field() -> None:
 
 def test_malformed_signature_is_a_client_error() -> None:
     with pytest.raises(DeviceClientError, match="malformed"):
-        recover_signer(ChallengeResponse(a_challenge(), b"\xff" * 65))
+        recover_signer(ChallengeResponse(a_challenge(), b"\x00" * 32 + b"\x01" * 32 + b"\x1b"))  # r = 0
+
+
+SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def test_only_the_canonical_signature_form_is_accepted() -> None:
+    """The gate accepts exactly what SalesOrder.release accepts on chain: 65 bytes, low s, v 27 or 28.
+    The high-s twin and v 0/1 recover the same signer in eth-account, yet the release would revert."""
+    challenge = a_challenge()
+    signature = sign_challenge(BUYER, challenge).signature
+    r, s, v = signature[:32], int.from_bytes(signature[32:64], "big"), signature[64]
+    high_s_twin = r + (SECP256K1_ORDER - s).to_bytes(32, "big") + bytes([55 - v])  # 27 <-> 28
+    for bad in (high_s_twin, signature[:64] + bytes([v - 27]), signature[:64], signature + b"\x00"):
+        with pytest.raises(DeviceClientError, match="canonical form"):
+            recover_signer(ChallengeResponse(challenge, bad))
+    assert recover_signer(ChallengeResponse(challenge, signature)) == BUYER.address
 
 
 def test_new_challenges_are_random_and_expire_after_the_ttl() -> None:
@@ -160,7 +176,7 @@ def test_new_challenges_are_random_and_expire_after_the_ttl() -> None:
     second = new_challenge(31337, SALES_ORDER, 7, 1234, 120, NOW)
     assert first.challenge != second.challenge and len(first.challenge) == 32
     assert first.expires_at == NOW + 120
-    for ttl in (0, 86_401):
+    for ttl in (0, 901):
         with pytest.raises(DeviceClientError, match="ttl"):
             new_challenge(31337, SALES_ORDER, 7, 1234, ttl, NOW)
 

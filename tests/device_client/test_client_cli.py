@@ -282,6 +282,21 @@ def test_buyer_signs_a_challenge(tmp_path: Path, password_file: Path) -> None:
     )
     assert_refused(refused, "the challenge expired")
 
+    # Signing is also consenting to the release on chain until expiresAt: no long-lived consent.
+    long_lived = Challenge(31337, SALES_ORDER, 7, 99, b"\x05" * 32, int(time.time()) + 3600)
+    refused = run_client(
+        "sign-challenge",
+        "--keystore",
+        str(keystore),
+        "--password-file",
+        str(password_file),
+        "--challenge",
+        "-",
+        stdin=json.dumps(long_lived.to_json()),
+        module=BUYER_CLI,
+    )
+    assert_refused(refused, "refusing to sign a long-lived consent")
+
 
 def test_local_commands_do_not_import_web3(device_keystore: tuple[Path, str], deployment_file: Path) -> None:
     flags = ("-X", "importtime")

@@ -41,6 +41,8 @@ class FakeChain:
     seller_admitted: bool = True
     block_time: int = NOW - 50
     fail_transaction: bool = False
+    # A release of this order at this gate to this buyer that someone else submitted (a copy of ours).
+    released_by_other: TransactionResult | None = None
     log: list[str] = field(default_factory=list)
     sent: list[tuple[Any, ...]] = field(default_factory=list)
 
@@ -67,8 +69,20 @@ class FakeChain:
     def latest_timestamp(self) -> int:
         return self.block_time
 
-    def transact(self, account: Any, function: tuple[Any, ...], what: str) -> TransactionResult:
+    def block_number(self) -> int:
+        return 11
+
+    def release_of(self, order_id: int, gate_id: int, buyer: str, from_block: int) -> TransactionResult | None:
+        self.log.append("release_of")
+        assert (order_id, gate_id, buyer, from_block) == (ORDER_ID, GATE_ID, BUYER.address, 11)
+        return self.released_by_other
+
+    def transact(
+        self, account: Any, function: tuple[Any, ...], what: str, receipt_timeout: float = 120.0
+    ) -> TransactionResult:
         self.log.append("transact")
+        # The gate waits until its signature can no longer be mined before giving up.
+        assert receipt_timeout >= RELEASE_SIGNATURE_LIFETIME
         if self.fail_transaction:
             raise DeviceClientError(f"{what} reverted: WrongStatus(orderId=7, status=Refunded)")
         self.sent.append((account.address, *function))
@@ -223,9 +237,25 @@ def test_failed_release_never_actuates_and_burns_the_challenge(tmp_path: Path) -
             "log",
             NOW,
         )
-    assert chain.log == ["transact"]
+    assert chain.log == ["transact", "release_of"]
     with pytest.raises(DeviceClientError, match="already used"):
         store.check(challenge, NOW)
+
+
+def test_a_copy_of_the_release_mined_first_still_hands_the_item_over(tmp_path: Path) -> None:
+    """Anyone may submit the gate's signed release: when a copy is mined first, our own transaction
+    reverts, but the order was released at this gate to this buyer, so the gate must open."""
+    store = ChallengeStore(tmp_path)
+    copied = TransactionResult(tx_hash="0x" + "cc" * 32, gas_used=88_000, block_number=12)
+    chain = FakeChain(fail_transaction=True, released_by_other=copied)
+    actuator = RecordingActuator(chain)
+    result = run_pickup(
+        as_chain(chain), DEVICE, DEVICE, RECEIPT, sign_challenge(BUYER, issued(store, chain)), store, actuator,
+        "log", NOW,
+    )
+    assert chain.log == ["transact", "release_of", "actuate"]
+    assert actuator.events == [ReleaseEvent(ORDER_ID, GATE_ID, BUYER.address, copied.tx_hash)]
+    assert result.tx_hash == copied.tx_hash
 
 
 def test_actuator_failure_after_release_says_the_order_was_released(tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from client_helpers import PASSWORD, assert_refused, json_output, run_client, write_deployment
 from eth_account import Account
+from thingledger_device.chain import connect
+from thingledger_device.deployment import load_deployment
 from thingledger_device.typed_data import record_tuple
 
 RELEASE = 4
@@ -234,6 +236,13 @@ def test_pickup_releases_the_order_then_actuates(pickup_world: PickupWorld) -> N
     assert pickup_world.sales_order.provider.get_balance(pickup_world.address) < gate_balance  # the gate paid the gas
     receipt_on_chain = pickup_world.sales_order.provider.web3.eth.get_transaction_receipt(result["txHash"])
     assert receipt_on_chain["status"] == 1
+    # How a gate recognises a release someone else submitted (a copy of its own): the OrderReleased event
+    # of this order, at this gate, to this buyer.
+    chain = connect(pickup_world.rpc, load_deployment(pickup_world.deployment))
+    found = chain.release_of(order_id, pickup_world.gate_id, pickup_world.buyer.address, 0)
+    assert found is not None and found.tx_hash == result["txHash"] and found.gas_used == result["gasUsed"]
+    assert chain.release_of(order_id, pickup_world.gate_id, pickup_world.impostor.address, 0) is None
+    assert chain.release_of(order_id, pickup_world.gate_id + 1, pickup_world.buyer.address, 0) is None
 
     log_lines = (pickup_world.state_dir / "actuator.log").read_text().splitlines()
     logged = json.loads(log_lines[-1])

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
+import {IERC721Errors} from "@openzeppelin/contracts/interfaces/draft-IERC6093.sol";
 import {IDeviceRegistry} from "../../interfaces/IDeviceRegistry.sol";
 import {ThingledgerTest} from "./utils/ThingledgerTest.sol";
 
-/// @notice Fuzz tests of DeviceRegistry: provisioning signatures, device-signed actions, key rotation and
-/// permission grants.
+/// @notice Fuzz tests of DeviceRegistry: provisioning signatures, device-signed actions, key rotation,
+/// permission grants, and owner-only management (ERC-721 approvals move tokens, nothing else).
 contract DeviceRegistryFuzzTest is ThingledgerTest {
     address internal owner = makeAddr("owner");
     address internal grantee = makeAddr("grantee");
@@ -523,25 +524,90 @@ contract DeviceRegistryFuzzTest is ThingledgerTest {
         assertEq(stored, 0);
     }
 
-    /// @dev An approved operator grants for the owner, but its approval (and its power to grant) ends with
-    /// the transfer, and so does its grant.
-    function testFuzz_Grant_OperatorApprovalDiesWithTransfer(uint64 mask, address operator) public {
-        vm.assume(operator != address(0) && operator != owner && operator != buyer);
-        uint256 deviceId = _device(0xC0FFEE, owner);
+    /// @dev An approved address or an operator (setApprovalForAll), whoever it is, cannot grant, revoke,
+    /// rotate the key or run the lifecycle (NotDeviceOwner, nothing changes), but moves the token; after the
+    /// transfer the former operator still cannot, and the new owner can.
+    function testFuzz_OwnerOnly_ApprovalMovesTheTokenButManagesNothing(
+        uint64 mask,
+        address operator,
+        bool forAll,
+        uint256 which,
+        uint256 newKeySeed
+    ) public {
+        _assumeCaller(operator);
+        vm.assume(operator != buyer && operator != grantee && operator != address(this));
+        which = bound(which, 0, 6);
+        // Provisioned for activate, Active otherwise (Suspended for resume, below)
+        uint256 deviceId = _provisionDevice(registry, manufacturer, 0xC0FFEE, owner, which != 0);
         mask = uint64(bound(mask, 1, type(uint64).max));
-        uint64 expiresAt = uint64(block.timestamp + 1 days);
-        vm.prank(owner);
-        registry.approve(operator, deviceId);
-        vm.prank(operator);
-        registry.grantPermissions(deviceId, grantee, mask, expiresAt);
-        assertTrue(registry.hasPermission(deviceId, grantee, mask));
+        uint256 newPk = _pk(newKeySeed);
+        vm.assume(!registry.isKeyUsed(vm.addr(newPk)));
+        vm.startPrank(owner);
+        registry.grantPermissions(deviceId, grantee, mask, uint64(block.timestamp + 1 days));
+        if (which == 1) registry.suspend(deviceId);
+        if (forAll) registry.setApprovalForAll(operator, true);
+        else registry.approve(operator, deviceId);
+        vm.stopPrank();
+        // One calldata serves every attempt: nothing below changes the nonce a rotation is signed over.
+        bytes memory call_ = _managementCall(deviceId, which, mask, newPk);
+        IDeviceRegistry.Device memory before = registry.getDevice(deviceId);
 
-        vm.prank(owner);
-        registry.transferFrom(owner, buyer, deviceId);
-        assertFalse(registry.hasPermission(deviceId, grantee, mask));
+        _expectNotOwner(operator, deviceId, call_);
+        IDeviceRegistry.Device memory after_ = registry.getDevice(deviceId);
+        assertEq(after_.key, before.key);
+        assertEq(uint8(after_.state), uint8(before.state));
+        assertEq(after_.nonce, before.nonce);
+        (uint64 granted,,) = registry.grantOf(deviceId, grantee);
+        assertEq(granted, mask, "the owner's grant untouched");
+        (uint64 own,,) = registry.grantOf(deviceId, operator);
+        assertEq(own, 0, "the operator granted itself nothing");
+
+        // The approval still moves the token.
         vm.prank(operator);
-        vm.expectRevert(abi.encodeWithSelector(IDeviceRegistry.NotDeviceOwner.selector, deviceId, operator));
-        registry.grantPermissions(deviceId, grantee, mask, expiresAt);
+        registry.transferFrom(owner, buyer, deviceId);
+        assertEq(registry.ownerOf(deviceId), buyer);
+        if (forAll) {
+            // still the owner's operator, but the token is no longer the owner's
+            vm.prank(operator);
+            vm.expectRevert(
+                abi.encodeWithSelector(IERC721Errors.ERC721InsufficientApproval.selector, operator, deviceId)
+            );
+            registry.transferFrom(buyer, operator, deviceId);
+        }
+        _expectNotOwner(operator, deviceId, call_);
+        vm.prank(buyer);
+        (bool ok,) = address(registry).call(call_);
+        assertTrue(ok, "the new owner manages its device");
+    }
+
+    function _expectNotOwner(address caller, uint256 deviceId, bytes memory call_) internal {
+        vm.prank(caller);
+        (bool ok, bytes memory reason) = address(registry).call(call_);
+        assertFalse(ok, "a non-owner managed the device");
+        assertEq(reason, abi.encodeWithSelector(IDeviceRegistry.NotDeviceOwner.selector, deviceId, caller));
+    }
+
+    /// @dev 0 activate, 1 resume, 2 suspend, 3 decommission, 4 grantPermissions, 5 revokePermissions, 6 rotateKey.
+    function _managementCall(uint256 deviceId, uint256 which, uint64 mask, uint256 newPk)
+        internal
+        view
+        returns (bytes memory)
+    {
+        if (which == 0) return abi.encodeCall(IDeviceRegistry.activate, (deviceId));
+        if (which == 1) return abi.encodeCall(IDeviceRegistry.resume, (deviceId));
+        if (which == 2) return abi.encodeCall(IDeviceRegistry.suspend, (deviceId));
+        if (which == 3) return abi.encodeCall(IDeviceRegistry.decommission, (deviceId));
+        if (which == 4) {
+            return abi.encodeCall(
+                IDeviceRegistry.grantPermissions, (deviceId, grantee, mask, uint64(block.timestamp + 2 days))
+            );
+        }
+        if (which == 5) return abi.encodeCall(IDeviceRegistry.revokePermissions, (deviceId, grantee));
+        uint256 deadline = block.timestamp + 1 hours;
+        return abi.encodeCall(
+            IDeviceRegistry.rotateKey,
+            (deviceId, vm.addr(newPk), deadline, _signRotateKey(registry, newPk, deviceId, deadline))
+        );
     }
 
     // ================================================================== decommission

@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
+import {IERC721} from "@openzeppelin/contracts/token/ERC721/IERC721.sol";
 import {IDeviceRegistry} from "../../interfaces/IDeviceRegistry.sol";
 import {ISalesOrder} from "../../interfaces/ISalesOrder.sol";
 import {ItemCodec} from "../../contracts/libraries/ItemCodec.sol";
 import {ThingledgerTest} from "./utils/ThingledgerTest.sol";
 
 /// @notice Fuzz tests of SalesOrder: price rules, exact payment, the item catalog codec, gate authorization,
-/// the buyer's consent to release, and the refund deadline.
+/// the buyer's consent to release, refunds (the buyer's after the deadline, the seller's at any time), and
+/// device items staying in escrow until release.
 contract SalesOrderFuzzTest is ThingledgerTest {
     uint256 internal constant MAX_PRICE = uint256(type(uint64).max) * 1 gwei;
 
@@ -515,26 +517,14 @@ contract SalesOrderFuzzTest is ThingledgerTest {
 
     // ================================================================== refund deadline
 
+    /// @dev The buyer refunds only once the pickup deadline passed; a device item's token never leaves escrow
+    /// before that, and the refund returns it to the seller with no approval from anyone.
     function testFuzz_Refund_OnlyAfterPickupDeadline(uint256 lifetime, uint256 elapsed, bool withDevice) public {
         lifetime = bound(lifetime, 1, 365 days);
         elapsed = bound(elapsed, 0, 2 * 365 days);
         uint64 pickupDeadline = uint64(block.timestamp + lifetime);
-        uint256 deviceId;
-        if (withDevice) {
-            deviceId = _device(0xDE71CE, seller);
-            vm.prank(seller);
-            registry.approve(address(sales), deviceId);
-        }
-        vm.prank(seller);
-        uint256 orderId = sales.createOrder(_item("Acme", "Widget", 2024, "S"), 1 ether, pickupDeadline, deviceId);
-        vm.deal(buyer, 1 ether);
-        vm.prank(buyer);
-        sales.buy{value: 1 ether}(orderId);
-        if (withDevice) {
-            assertEq(registry.ownerOf(deviceId), buyer, "device passes on purchase");
-            vm.prank(buyer);
-            registry.approve(address(sales), deviceId);
-        }
+        (uint256 orderId, uint256 deviceId) = _paidOrder(pickupDeadline, withDevice);
+        if (withDevice) assertEq(registry.ownerOf(deviceId), address(sales), "device stays in escrow on purchase");
 
         vm.warp(block.timestamp + elapsed);
         vm.prank(buyer);
@@ -544,14 +534,136 @@ contract SalesOrderFuzzTest is ThingledgerTest {
             );
             sales.refund(orderId);
             assertEq(address(sales).balance, 1 ether);
+            if (withDevice) assertEq(registry.ownerOf(deviceId), address(sales), "still in escrow");
         } else {
             sales.refund(orderId);
             assertEq(buyer.balance, 1 ether);
             assertEq(address(sales).balance, 0);
+            assertEq(sales.creditOf(buyer), 0, "the buyer's own refund is sent, not credited");
             assertFalse(sales.isSold(orderId));
             assertFalse(sales.verifyOwnership(orderId, buyer));
             if (withDevice) assertEq(registry.ownerOf(deviceId), seller, "device returns on refund");
         }
+    }
+
+    /// @dev The seller refunds a paid order at any time, deadline or not: the price becomes the buyer's credit
+    /// (the balance stays until the buyer withdraws it) and a device goes back to the seller.
+    function testFuzz_Refund_BySellerAtAnyTime(uint256 lifetime, uint256 elapsed, bool hasDeadline, bool withDevice)
+        public
+    {
+        uint64 pickupDeadline = hasDeadline ? uint64(block.timestamp + bound(lifetime, 1, 365 days)) : 0;
+        (uint256 orderId, uint256 deviceId) = _paidOrder(pickupDeadline, withDevice);
+        vm.warp(block.timestamp + bound(elapsed, 0, 20 * 365 days));
+
+        vm.expectEmit(true, true, true, true, address(sales));
+        emit ISalesOrder.OrderRefunded(orderId, buyer, 1 ether);
+        vm.prank(seller);
+        sales.refund(orderId);
+        assertEq(uint8(sales.getOrder(orderId).status), uint8(ISalesOrder.OrderStatus.Refunded));
+        assertEq(sales.creditOf(buyer), 1 ether, "buyer credited the price");
+        assertEq(sales.creditOf(seller), 0);
+        assertEq(buyer.balance, 0, "nothing sent yet");
+        assertEq(address(sales).balance, 1 ether, "balance == credits");
+        if (withDevice) assertEq(registry.ownerOf(deviceId), seller, "device back to the seller");
+
+        vm.prank(buyer);
+        vm.expectRevert(
+            abi.encodeWithSelector(ISalesOrder.WrongStatus.selector, orderId, ISalesOrder.OrderStatus.Refunded)
+        );
+        sales.refund(orderId);
+        vm.prank(buyer);
+        sales.withdraw();
+        assertEq(buyer.balance, 1 ether);
+        assertEq(address(sales).balance, 0);
+    }
+
+    /// @dev Nobody but the buyer and the seller refunds, whenever it is.
+    function testFuzz_Refund_ByAnyoneElseRefused(address caller, uint256 elapsed, bool withDevice) public {
+        vm.assume(caller != buyer && caller != seller);
+        (uint256 orderId, uint256 deviceId) = _paidOrder(uint64(block.timestamp + 1 days), withDevice);
+        vm.warp(block.timestamp + bound(elapsed, 0, 10 days));
+        vm.prank(caller);
+        vm.expectRevert(abi.encodeWithSelector(ISalesOrder.NotBuyerOrSeller.selector, orderId, caller));
+        sales.refund(orderId);
+        assertEq(uint8(sales.getOrder(orderId).status), uint8(ISalesOrder.OrderStatus.Paid));
+        assertEq(sales.creditOf(buyer), 0);
+        assertEq(address(sales).balance, 1 ether);
+        if (withDevice) assertEq(registry.ownerOf(deviceId), address(sales));
+    }
+
+    /// @dev THE IDENTITY ATTACK: while the order is Paid (refundable), the buyer cannot touch the device, by
+    /// any owner-only call; after release the token is the buyer's and so are those calls.
+    function testFuzz_DeviceItem_BuyerControlsTheDeviceOnlyAfterRelease(uint256 newKeySeed, uint8 which) public {
+        uint256 gateId = _device(GATE_PK, gateOwner);
+        vm.prank(gateOwner);
+        registry.grantPermissions(gateId, seller, RELEASE, uint64(block.timestamp + 1 days));
+        (uint256 orderId, uint256 deviceId) = _paidOrder(uint64(block.timestamp + 1 days), true);
+        uint256 newPk = _pk(newKeySeed);
+        vm.assume(!registry.isKeyUsed(vm.addr(newPk)));
+        bytes memory call_ = _ownerOnlyCall(deviceId, newPk, which % 5);
+
+        (bool ok, bytes memory reason) = _callRegistryAs(buyer, call_);
+        assertFalse(ok, "buyer managed an escrowed device");
+        assertEq(reason, abi.encodeWithSelector(IDeviceRegistry.NotDeviceOwner.selector, deviceId, buyer));
+        assertEq(registry.ownerOf(deviceId), address(sales));
+        assertEq(registry.getDevice(deviceId).key, vm.addr(0xDE71CE));
+
+        vm.expectEmit(true, true, true, true, address(registry));
+        emit IERC721.Transfer(address(sales), buyer, deviceId);
+        _releaseToBuyer(gateId, orderId);
+        assertEq(registry.ownerOf(deviceId), buyer, "release hands the token over");
+        // The signature of a rotation must be made against the current nonce: build the call again.
+        (ok, reason) = _callRegistryAs(buyer, _ownerOnlyCall(deviceId, newPk, which % 5));
+        assertTrue(ok, "the buyer owns the device after release");
+    }
+
+    /// @dev One owner-only registry call on `deviceId`: 0 rotateKey (to `newPk`), 1 decommission, 2 suspend,
+    /// 3 grantPermissions (to the caller-to-be, the buyer), 4 revokePermissions.
+    function _ownerOnlyCall(uint256 deviceId, uint256 newPk, uint256 which) internal view returns (bytes memory) {
+        if (which == 0) {
+            uint256 deadline = block.timestamp + 1 hours;
+            return abi.encodeCall(
+                IDeviceRegistry.rotateKey,
+                (deviceId, vm.addr(newPk), deadline, _signRotateKey(registry, newPk, deviceId, deadline))
+            );
+        }
+        if (which == 1) return abi.encodeCall(IDeviceRegistry.decommission, (deviceId));
+        if (which == 2) return abi.encodeCall(IDeviceRegistry.suspend, (deviceId));
+        if (which == 3) {
+            return abi.encodeCall(
+                IDeviceRegistry.grantPermissions, (deviceId, buyer, type(uint64).max, uint64(block.timestamp + 1 days))
+            );
+        }
+        return abi.encodeCall(IDeviceRegistry.revokePermissions, (deviceId, seller));
+    }
+
+    /// @dev Releases `orderId` to `buyer` through `gateId` (key GATE_PK), with the buyer's consent.
+    function _releaseToBuyer(uint256 gateId, uint256 orderId) internal {
+        uint256 deadline = block.timestamp + 1 hours;
+        bytes memory gateSig = _signRelease(registry, address(sales), GATE_PK, gateId, orderId, buyer, deadline);
+        ISalesOrder.BuyerConsent memory consent =
+            _consent(address(sales), BUYER_PK, orderId, gateId, keccak256("c"), block.timestamp + 2 minutes);
+        sales.release(orderId, gateId, deadline, gateSig, consent);
+    }
+
+    function _callRegistryAs(address caller, bytes memory data) internal returns (bool ok, bytes memory ret) {
+        vm.prank(caller);
+        (ok, ret) = address(registry).call(data);
+    }
+
+    /// @dev A 1-ether order of `seller` (a device item of key 0xDE71CE when asked), bought by `buyer`.
+    function _paidOrder(uint64 pickupDeadline, bool withDevice) internal returns (uint256 orderId, uint256 deviceId) {
+        if (withDevice) {
+            deviceId = _device(0xDE71CE, seller);
+            vm.prank(seller);
+            registry.approve(address(sales), deviceId);
+        }
+        vm.prank(seller);
+        orderId = sales.createOrder(_item("Acme", "Widget", 2024, "S"), 1 ether, pickupDeadline, deviceId);
+        vm.deal(buyer, 1 ether);
+        vm.prank(buyer);
+        sales.buy{value: 1 ether}(orderId);
+        if (withDevice) assertEq(registry.ownerOf(deviceId), address(sales), "escrow holds the device while Paid");
     }
 
     // ================================================================== helpers

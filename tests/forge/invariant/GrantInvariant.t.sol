@@ -5,11 +5,13 @@ import {Test, console} from "forge-std/Test.sol";
 import {StdUtils} from "forge-std/StdUtils.sol";
 import {StdInvariant} from "forge-std/StdInvariant.sol";
 import {DeviceRegistry} from "../../../contracts/DeviceRegistry.sol";
+import {IDeviceRegistry} from "../../../interfaces/IDeviceRegistry.sol";
 import {ThingledgerSigning} from "../utils/ThingledgerTest.sol";
 
-/// @notice Owners grant, re-grant and revoke permissions, approve operators who grant for them, transfer
-/// devices among actors (to themselves too), suspend and resume, and time passes. The ghost model records
-/// every grant with the ownership epoch (ghost transfer count) it was made in.
+/// @notice Owners grant, re-grant and revoke permissions, approve operators (token-wise or for all), who try
+/// to grant and revoke (always refused: grants are the owner's alone) and who move devices (allowed),
+/// transfer devices among actors (to themselves too), suspend and resume, and time passes. The ghost model
+/// records every grant with the ownership epoch (ghost transfer count) it was made in.
 contract GrantHandler is ThingledgerSigning, StdUtils {
     struct GhostGrant {
         uint64 mask;
@@ -30,10 +32,12 @@ contract GrantHandler is ThingledgerSigning, StdUtils {
     mapping(uint256 deviceId => mapping(address grantee => GhostGrant)) internal ghostGrants;
     mapping(uint256 deviceId => address) internal ghostApproved;
     mapping(uint256 deviceId => uint256) internal ghostApprovedEpoch;
+    mapping(address owner => address) internal ghostOperatorForAll;
 
-    uint256 public ghostUnauthorizedGrantSucceeded; // must stay 0
+    uint256 public ghostUnauthorizedGrantSucceeded; // a non-owner granted or revoked; must stay 0
     uint256 public ghostGrantCount;
-    uint256 public ghostOperatorGrants;
+    uint256 public ghostApprovedGrantsRefused; // refused although the caller was approved for the token
+    uint256 public ghostOperatorTransfers;
     uint256 public ghostGrantsAfterTransfer;
     uint256 public ghostTransfers;
     uint256 public ghostTransfersKillingLiveGrants;
@@ -79,31 +83,70 @@ contract GrantHandler is ThingledgerSigning, StdUtils {
         _grantAs(ghostOwner[id], id, actors[granteeSeed % ACTORS], mask, _expiry(lifetime));
     }
 
-    /// @dev A non-owner grants: allowed only while it is the approved operator of the current epoch.
+    /// @dev A non-owner grants or revokes: always refused with NotDeviceOwner, even when it is the token's
+    /// approved address of the current epoch or the owner's operator for all.
     function grantAsOther(uint256 deviceSeed, uint256 callerSeed, uint256 granteeSeed, uint64 mask, uint256 lifetime)
         external counted
     {
         uint256 id = devices[deviceSeed % DEVICES];
-        uint256 index = callerSeed % ACTORS;
-        if (actors[index] == ghostOwner[id]) index = (index + 1) % ACTORS;
-        address caller = actors[index];
-        // half of the time the operator approved last (maybe by a former owner, maybe stale)
-        address approved = ghostApproved[id];
-        if ((callerSeed >> 128) % 2 == 0 && approved != address(0) && approved != ghostOwner[id]) caller = approved;
+        address caller = _nonOwner(id, callerSeed);
         mask = uint64(_bound(mask, 1, type(uint64).max));
-        bool authorized = ghostApproved[id] == caller && ghostApprovedEpoch[id] == ghostEpoch[id];
-        bool ok = _grantAs(caller, id, actors[granteeSeed % ACTORS], mask, _expiry(lifetime));
-        if (ok && !authorized) ++ghostUnauthorizedGrantSucceeded;
-        if (ok) ++ghostOperatorGrants;
+        bool approved = _isApproved(id, caller);
+        address grantee = actors[granteeSeed % ACTORS];
+        bytes memory expected = abi.encodeWithSelector(IDeviceRegistry.NotDeviceOwner.selector, id, caller);
+        vm.prank(caller);
+        (bool ok, bytes memory reason) = address(registry).call(
+            (callerSeed >> 64) % 4 == 0
+                ? abi.encodeCall(IDeviceRegistry.revokePermissions, (id, grantee))
+                : abi.encodeCall(IDeviceRegistry.grantPermissions, (id, grantee, mask, _expiry(lifetime)))
+        );
+        if (ok || keccak256(reason) != keccak256(expected)) ++ghostUnauthorizedGrantSucceeded;
+        else if (approved) ++ghostApprovedGrantsRefused;
     }
 
     function approveOperator(uint256 deviceSeed, uint256 opSeed) external counted {
         uint256 id = devices[deviceSeed % DEVICES];
+        address owner = ghostOwner[id];
         address op = actors[opSeed % ACTORS];
-        vm.prank(ghostOwner[id]);
-        registry.approve(op, id);
-        ghostApproved[id] = op;
-        ghostApprovedEpoch[id] = ghostEpoch[id];
+        if (op == owner) op = actors[(opSeed + 1) % ACTORS];
+        vm.prank(owner);
+        if ((opSeed >> 128) % 2 == 0) {
+            registry.approve(op, id);
+            ghostApproved[id] = op;
+            ghostApprovedEpoch[id] = ghostEpoch[id];
+        } else {
+            registry.setApprovalForAll(op, true);
+            ghostOperatorForAll[owner] = op;
+        }
+    }
+
+    /// @dev The approved address or operator moves the device (to any actor): transfers are what approvals
+    /// are for. Kills the grants like any transfer.
+    function transferByOperator(uint256 deviceSeed, uint256 toSeed) external counted {
+        uint256 id = devices[deviceSeed % DEVICES];
+        address from = ghostOwner[id];
+        address op = ghostApproved[id];
+        if (op == address(0) || op == from || ghostApprovedEpoch[id] != ghostEpoch[id]) op = ghostOperatorForAll[from];
+        if (op == address(0) || op == from) return;
+        _transferAs(op, id, actors[toSeed % ACTORS]);
+        ++ghostOperatorTransfers;
+    }
+
+    /// @dev A caller other than the device's owner: half of the time the device's approved address or the
+    /// owner's operator for all, when there is one.
+    function _nonOwner(uint256 id, uint256 seed) internal view returns (address caller) {
+        address owner = ghostOwner[id];
+        uint256 index = seed % ACTORS;
+        if (actors[index] == owner) index = (index + 1) % ACTORS;
+        caller = actors[index];
+        address approved = (seed >> 128) % 2 == 0 ? ghostApproved[id] : ghostOperatorForAll[owner];
+        if ((seed >> 192) % 2 == 0 && approved != address(0) && approved != owner) caller = approved;
+    }
+
+    /// @dev Whether `caller` may move the token now (its approved address of this epoch, or the owner's operator).
+    function _isApproved(uint256 id, address caller) internal view returns (bool) {
+        return (ghostApproved[id] == caller && ghostApprovedEpoch[id] == ghostEpoch[id])
+            || ghostOperatorForAll[ghostOwner[id]] == caller;
     }
 
     function revoke(uint256 deviceSeed, uint256 granteeSeed) external counted {
@@ -173,14 +216,17 @@ contract GrantHandler is ThingledgerSigning, StdUtils {
 
     function _transfer(uint256 deviceSeed, uint256 toSeed) internal {
         uint256 id = devices[deviceSeed % DEVICES];
+        _transferAs(ghostOwner[id], id, actors[toSeed % ACTORS]); // may be to the owner itself: still a new epoch
+    }
+
+    function _transferAs(address caller, uint256 id, address to) internal {
         address from = ghostOwner[id];
-        address to = actors[toSeed % ACTORS]; // may be `from` itself: still a new epoch
         bool killed;
         for (uint256 i; i < ACTORS; ++i) {
             GhostGrant memory g = ghostGrants[id][actors[i]];
             if (g.mask != 0 && g.epoch == ghostEpoch[id] && block.timestamp <= g.expiresAt) killed = true;
         }
-        vm.prank(from);
+        vm.prank(caller);
         registry.transferFrom(from, to, id);
         ghostOwner[id] = to;
         ++ghostEpoch[id];
@@ -193,9 +239,10 @@ contract GrantHandler is ThingledgerSigning, StdUtils {
     }
 }
 
-/// @notice Invariant (b): no grant outlives a transfer. hasPermission answers exactly what the ghost model
-/// says: the current owner, or a grant made by the current owner (or its operator) since the last transfer,
-/// unexpired, holding every bit asked, on an Active device.
+/// @notice Invariant (b): no grant outlives a transfer, and only owners grant. hasPermission answers exactly
+/// what the ghost model says: the current owner, or a grant made by the current owner since the last
+/// transfer, unexpired, holding every bit asked, on an Active device. No approved address or operator ever
+/// grants or revokes (ERC-721 approvals only move the token).
 contract GrantInvariantTest is StdInvariant, Test {
     DeviceRegistry internal registry;
     GrantHandler internal handler;
@@ -220,7 +267,7 @@ contract GrantInvariantTest is StdInvariant, Test {
         probes.push(uint64(1) << 40);
         probes.push(type(uint64).max);
 
-        bytes4[] memory selectors = new bytes4[](8);
+        bytes4[] memory selectors = new bytes4[](9);
         selectors[0] = GrantHandler.grant.selector;
         selectors[1] = GrantHandler.grantAsOther.selector;
         selectors[2] = GrantHandler.approveOperator.selector;
@@ -229,6 +276,7 @@ contract GrantInvariantTest is StdInvariant, Test {
         selectors[5] = GrantHandler.sell.selector;
         selectors[6] = GrantHandler.suspendOrResume.selector;
         selectors[7] = GrantHandler.warp.selector;
+        selectors[8] = GrantHandler.transferByOperator.selector;
         targetSelector(FuzzSelector({addr: address(handler), selectors: selectors}));
         targetContract(address(handler));
     }
@@ -253,12 +301,13 @@ contract GrantInvariantTest is StdInvariant, Test {
         }
     }
 
-    function invariant_OnlyOwnerOrCurrentOperatorGrants() public view {
+    function invariant_OnlyTheOwnerGrantsOrRevokes() public view {
         assertEq(handler.ghostUnauthorizedGrantSucceeded(), 0);
     }
 
     function afterInvariant() public view {
-        console.log("grants", handler.ghostGrantCount(), "operator grants", handler.ghostOperatorGrants());
+        console.log("grants", handler.ghostGrantCount(), "approved callers' grants refused", handler.ghostApprovedGrantsRefused());
+        console.log("transfers by approved callers", handler.ghostOperatorTransfers());
         console.log("grants after a transfer", handler.ghostGrantsAfterTransfer());
         console.log("transfers", handler.ghostTransfers(), "killing live grants", handler.ghostTransfersKillingLiveGrants());
         if (handler.ghostCalls() >= 32) {

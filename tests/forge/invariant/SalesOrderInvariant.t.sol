@@ -8,12 +8,15 @@ import {DeviceRegistry} from "../../../contracts/DeviceRegistry.sol";
 import {SalesOrder} from "../../../contracts/SalesOrder.sol";
 import {IDeviceRegistry} from "../../../interfaces/IDeviceRegistry.sol";
 import {ISalesOrder} from "../../../interfaces/ISalesOrder.sol";
+import {IERC721Errors} from "@openzeppelin/contracts/interfaces/draft-IERC6093.sol";
 import {ThingledgerSigning} from "../utils/ThingledgerTest.sol";
 
 /// @notice Four traders list (some orders sell a device, some have a pickup deadline), buy (sometimes with
 /// a wrong amount), release through gate A (whose owner admitted traders 0-2) or gate B (owned by trader 3)
 /// with the buyer's signed pickup consent (sometimes a forged one: signed by the seller, or by the buyer for
-/// the other gate), refund after warping past deadlines, cancel (sometimes as a stranger) and withdraw.
+/// the other gate), refund (the buyer, after warping past deadlines or too early; the seller, at any time;
+/// someone else, always refused), cancel (sometimes as a stranger), withdraw, and try to take over an
+/// escrowed device (the buyer or seller of a paid device order rotating its key, decommissioning it, ...).
 contract SalesHandler is ThingledgerSigning, StdUtils {
     uint256 internal constant TRADERS = 4;
     uint256 internal constant GATE_A_PK = 0x6A7EA;
@@ -40,6 +43,10 @@ contract SalesHandler is ThingledgerSigning, StdUtils {
     uint256 public ghostUnauthorizedReleaseRefused;
     uint256 public ghostForgedConsentRefused;
     uint256 public ghostRefunded;
+    uint256 public ghostSellerRefunds;
+    uint256 public ghostEarlyBuyerRefundRefused;
+    uint256 public ghostStrangerRefundRefused;
+    uint256 public ghostTakeoversRefused;
     uint256 public ghostCancelled;
     uint256 public ghostWithdrawals;
 
@@ -157,9 +164,11 @@ contract SalesHandler is ThingledgerSigning, StdUtils {
         }
     }
 
-    /// @dev The buyer of a paid order asks for a refund, after warping past its deadline when asked to.
-    function refund(uint256 orderSeed, bool warpPastDeadline) external counted {
-        // when warping, prefer a paid order that has a deadline (those without one can never be refunded)
+    /// @dev A paid order is refunded by its buyer (after warping past its deadline when asked to), by its
+    /// seller (at any time: the price becomes the buyer's credit), or by someone else (always refused).
+    /// No token approval is given: a device item's token goes back to the seller from escrow.
+    function refund(uint256 orderSeed, bool warpPastDeadline, uint256 callerSeed) external counted {
+        // when warping, prefer a paid order that has a deadline (the buyer can never refund one without)
         uint256 orderId = warpPastDeadline ? _pickWithDeadline(orderSeed) : 0;
         if (orderId == 0) orderId = _pick(orderSeed, ISalesOrder.OrderStatus.Paid, false);
         if (orderId == 0) return;
@@ -167,18 +176,79 @@ contract SalesHandler is ThingledgerSigning, StdUtils {
         if (warpPastDeadline && o.pickupDeadline != 0 && block.timestamp <= o.pickupDeadline) {
             vm.warp(uint256(o.pickupDeadline) + 1);
         }
-        bool due = o.pickupDeadline != 0 && block.timestamp > o.pickupDeadline;
-        if (o.deviceId != 0) {
-            vm.prank(o.buyer);
-            registry.approve(address(sales), o.deviceId);
+        // half of the calls by the buyer, a quarter by the seller, a quarter by anyone else
+        uint256 kind = uint256(keccak256(abi.encode(callerSeed, "refund"))) % 4;
+        address caller = kind < 2 ? o.buyer : kind == 2 ? o.seller : _someoneElse(callerSeed, o.buyer, o.seller);
+        bytes memory expected;
+        if (kind == 3) {
+            expected = abi.encodeWithSelector(ISalesOrder.NotBuyerOrSeller.selector, orderId, caller);
+        } else if (kind < 2 && (o.pickupDeadline == 0 || block.timestamp <= o.pickupDeadline)) {
+            expected = abi.encodeWithSelector(ISalesOrder.PickupDeadlineNotReached.selector, orderId, o.pickupDeadline);
         }
-        uint256 before = o.buyer.balance;
-        vm.prank(o.buyer);
+        uint256 balanceBefore = o.buyer.balance;
+        uint256 creditBefore = sales.creditOf(o.buyer);
+        vm.prank(caller);
         try sales.refund(orderId) {
-            if (!due || o.buyer.balance - before != o.price) ++ghostViolations;
+            if (expected.length != 0) ++ghostViolations;
+            if (caller == o.buyer) {
+                // the buyer's own refund is paid at once
+                if (o.buyer.balance != balanceBefore + o.price || sales.creditOf(o.buyer) != creditBefore) {
+                    ++ghostViolations;
+                }
+            } else {
+                // the seller's refund is the buyer's credit
+                if (sales.creditOf(o.buyer) != creditBefore + o.price || o.buyer.balance != balanceBefore) {
+                    ++ghostViolations;
+                }
+                ghostCredited[o.buyer] += o.price;
+                ++ghostSellerRefunds;
+            }
             ++ghostRefunded;
-        } catch {
-            if (due) ++ghostViolations;
+        } catch (bytes memory reason) {
+            if (expected.length == 0 || keccak256(reason) != keccak256(expected)) ++ghostViolations;
+            else if (kind == 3) ++ghostStrangerRefundRefused;
+            else ++ghostEarlyBuyerRefundRefused;
+        }
+    }
+
+    /// @dev THE IDENTITY ATTACK: the buyer (or the seller) of a paid device order tries to rotate the device's
+    /// key, decommission or suspend it, grant itself permissions, or move the token out of escrow. Every
+    /// attempt must fail: only SalesOrder owns it until release.
+    function takeOverDevice(uint256 orderSeed, uint256 which) external counted {
+        uint256 orderId = _pickPaidDevice(orderSeed);
+        if (orderId == 0) return;
+        ISalesOrder.OrderView memory o = sales.getOrder(orderId);
+        address caller = (which >> 8) % 2 == 0 ? o.buyer : o.seller;
+        uint256 id = o.deviceId;
+        bytes memory data;
+        bytes memory expected = abi.encodeWithSelector(IDeviceRegistry.NotDeviceOwner.selector, id, caller);
+        which = which % 5;
+        if (which == 0) {
+            uint256 newPk = nextDevicePk++; // a key nobody uses (device keys come from this counter too)
+            uint256 deadline = block.timestamp + 1 hours;
+            data = abi.encodeCall(
+                IDeviceRegistry.rotateKey, (id, vm.addr(newPk), deadline, _signRotateKey(registry, newPk, id, deadline))
+            );
+        } else if (which == 1) {
+            data = abi.encodeCall(IDeviceRegistry.decommission, (id));
+        } else if (which == 2) {
+            data = abi.encodeCall(IDeviceRegistry.suspend, (id));
+        } else if (which == 3) {
+            data = abi.encodeCall(
+                IDeviceRegistry.grantPermissions, (id, caller, type(uint64).max, uint64(block.timestamp + 1 days))
+            );
+        } else {
+            data = abi.encodeWithSignature("transferFrom(address,address,uint256)", address(sales), caller, id);
+            expected = abi.encodeWithSelector(IERC721Errors.ERC721InsufficientApproval.selector, caller, id);
+        }
+        IDeviceRegistry.Device memory before = registry.getDevice(id);
+        vm.prank(caller);
+        (bool ok, bytes memory reason) = address(registry).call(data);
+        IDeviceRegistry.Device memory after_ = registry.getDevice(id);
+        if (ok || keccak256(reason) != keccak256(expected)) ++ghostViolations;
+        else ++ghostTakeoversRefused;
+        if (after_.key != before.key || after_.state != before.state || after_.epoch != before.epoch) {
+            ++ghostViolations;
         }
     }
 
@@ -254,6 +324,26 @@ contract SalesHandler is ThingledgerSigning, StdUtils {
         revert("not a trader");
     }
 
+    /// @dev Someone who is neither `buyer` nor `seller`: another trader or the gate owner.
+    function _someoneElse(uint256 seed, address buyer, address seller) internal view returns (address who) {
+        uint256 n = actors.length;
+        for (uint256 i; i < n; ++i) {
+            who = actors[(seed + i) % n];
+            if (who != buyer && who != seller) return who;
+        }
+        revert("no one else");
+    }
+
+    function _pickPaidDevice(uint256 seed) internal view returns (uint256) {
+        uint256 n = sales.lastOrderId();
+        for (uint256 i; i < n; ++i) {
+            uint256 orderId = (seed % n + i) % n + 1;
+            ISalesOrder.OrderView memory o = sales.getOrder(orderId);
+            if (o.status == ISalesOrder.OrderStatus.Paid && o.deviceId != 0) return orderId;
+        }
+        return 0;
+    }
+
     function _pickWithDeadline(uint256 seed) internal view returns (uint256) {
         uint256 n = sales.lastOrderId();
         for (uint256 i; i < n; ++i) {
@@ -280,8 +370,10 @@ contract SalesHandler is ThingledgerSigning, StdUtils {
     }
 }
 
-/// @notice Invariant (c): the money in SalesOrder is exactly the sellers' credits plus the escrow of paid
-/// orders, nobody withdraws more than it was credited, and device tokens sit where the order status says.
+/// @notice Invariant (c): the money in SalesOrder is exactly the credits (sellers' proceeds, buyers' refunds
+/// given by sellers) plus the escrow of paid orders, nobody withdraws more than it was credited, and device
+/// tokens sit where the order status says: in escrow while Listed or Paid, with the buyer once Released,
+/// with the seller once Cancelled or Refunded.
 contract SalesOrderInvariantTest is StdInvariant, Test {
     DeviceRegistry internal registry;
     SalesOrder internal sales;
@@ -298,7 +390,7 @@ contract SalesOrderInvariantTest is StdInvariant, Test {
         registry.grantRole(role, address(handler));
         handler.init();
 
-        bytes4[] memory selectors = new bytes4[](8);
+        bytes4[] memory selectors = new bytes4[](9);
         selectors[0] = SalesHandler.createOrder.selector;
         selectors[1] = SalesHandler.buy.selector;
         selectors[2] = SalesHandler.release.selector;
@@ -307,6 +399,7 @@ contract SalesOrderInvariantTest is StdInvariant, Test {
         selectors[5] = SalesHandler.withdraw.selector;
         selectors[6] = SalesHandler.warp.selector;
         selectors[7] = SalesHandler.buy.selector; // buying twice as likely: more paid orders to settle
+        selectors[8] = SalesHandler.takeOverDevice.selector;
         targetSelector(FuzzSelector({addr: address(handler), selectors: selectors}));
         targetContract(address(handler));
     }
@@ -324,6 +417,7 @@ contract SalesOrderInvariantTest is StdInvariant, Test {
             if (o.status == ISalesOrder.OrderStatus.Paid) escrow += o.price;
         }
         assertEq(address(sales).balance, credits + escrow, "balance != credits + escrow of paid orders");
+        assertGe(address(sales).balance, credits, "credits not covered");
     }
 
     function invariant_NobodyWithdrewMoreThanCredited() public view {
@@ -333,7 +427,7 @@ contract SalesOrderInvariantTest is StdInvariant, Test {
             uint256 credited = handler.ghostCredited(a);
             uint256 withdrawn = handler.ghostWithdrawn(a);
             assertLe(withdrawn, credited, "withdrew more than credited");
-            assertEq(sales.creditOf(a), credited - withdrawn, "credit != released - withdrawn");
+            assertEq(sales.creditOf(a), credited - withdrawn, "credit != (released + refunded by sellers) - withdrawn");
         }
     }
 
@@ -351,21 +445,27 @@ contract SalesOrderInvariantTest is StdInvariant, Test {
         assertEq(handler.ghostViolations(), 0);
     }
 
-    /// @dev A listed device sits in SalesOrder; a paid or released one with its buyer; a cancelled or
-    /// refunded one with its seller.
+    /// @dev A listed or paid device sits in SalesOrder (a buyer who may still be refunded never holds it); a
+    /// released one with its buyer; a cancelled or refunded one with its seller.
     function invariant_DeviceCustodyFollowsStatus() public view {
         uint256 last = sales.lastOrderId();
+        uint256 escrowed;
         for (uint256 id = 1; id <= last; ++id) {
             ISalesOrder.OrderView memory o = sales.getOrder(id);
             if (o.deviceId == 0) continue;
             address holder = registry.ownerOf(o.deviceId);
-            if (o.status == ISalesOrder.OrderStatus.Listed) assertEq(holder, address(sales), "listed");
-            else if (o.status == ISalesOrder.OrderStatus.Paid || o.status == ISalesOrder.OrderStatus.Released) {
-                assertEq(holder, o.buyer, "sold");
+            if (o.status == ISalesOrder.OrderStatus.Listed || o.status == ISalesOrder.OrderStatus.Paid) {
+                assertEq(holder, address(sales), "listed/paid: in escrow");
+                ++escrowed;
+            } else if (o.status == ISalesOrder.OrderStatus.Released) {
+                assertEq(holder, o.buyer, "released: the buyer's");
             } else {
-                assertEq(holder, o.seller, "cancelled/refunded");
+                assertEq(holder, o.seller, "cancelled/refunded: back with the seller");
             }
+            // whoever holds it, the device is never bricked by the sale (no one decommissions in this run)
+            assertTrue(registry.getDevice(o.deviceId).state == IDeviceRegistry.DeviceState.Active, "device not Active");
         }
+        assertEq(registry.balanceOf(address(sales)), escrowed, "escrow holds exactly the listed and paid devices");
     }
 
     function afterInvariant() public view {
@@ -373,7 +473,10 @@ contract SalesOrderInvariantTest is StdInvariant, Test {
         console.log("bought", handler.ghostBought(), "wrong payments refused", handler.ghostWrongPaymentRefused());
         console.log("released", handler.ghostReleased(), "unauthorized refused", handler.ghostUnauthorizedReleaseRefused());
         console.log("forged consents refused", handler.ghostForgedConsentRefused());
-        console.log("refunded", handler.ghostRefunded(), "cancelled", handler.ghostCancelled());
+        console.log("refunded", handler.ghostRefunded(), "by sellers", handler.ghostSellerRefunds());
+        console.log("early buyer refunds refused", handler.ghostEarlyBuyerRefundRefused());
+        console.log("strangers' refunds refused", handler.ghostStrangerRefundRefused());
+        console.log("device takeovers refused", handler.ghostTakeoversRefused(), "cancelled", handler.ghostCancelled());
         console.log("withdrawals", handler.ghostWithdrawals());
         if (handler.ghostCalls() >= 32) {
             assertGt(handler.ghostBought(), 0, "nothing bought");
