@@ -247,55 +247,28 @@ def test_buyer_receipt_rejects_bad_input(
 def test_buyer_signs_a_challenge(tmp_path: Path, password_file: Path) -> None:
     keystore = tmp_path / "buyer.json"
     keystore.write_text(json.dumps(Account.encrypt(BUYER.key, PASSWORD, kdf="scrypt", iterations=2**14)))
-    challenge = Challenge(31337, SALES_ORDER, 7, 99, b"\x05" * 32, int(time.time()) + 120)
-    signed = run_client(
-        "sign-challenge",
-        "--keystore",
-        str(keystore),
-        "--password-file",
-        str(password_file),
-        "--challenge",
-        "-",
-        stdin=json.dumps(challenge.to_json()),
-        module=BUYER_CLI,
-    )
+
+    def sign_challenge_expiring_at(expires_at: int) -> subprocess.CompletedProcess[str]:
+        challenge = Challenge(31337, SALES_ORDER, 7, 99, b"\x05" * 32, expires_at)
+        return run_client(
+            "sign-challenge", "--keystore", str(keystore), "--password-file", str(password_file),
+            "--challenge", "-", stdin=json.dumps(challenge.to_json()), module=BUYER_CLI,
+        )  # fmt: skip
+
+    expires_at = int(time.time()) + 120
+    signed = sign_challenge_expiring_at(expires_at)
     assert signed.returncode == 0, signed.stderr
     response = json_output(signed)
-    assert response["challenge"] == challenge.to_json()
-    message = pickup_challenge_message(31337, SALES_ORDER, 7, 99, b"\x05" * 32, challenge.expires_at)
+    assert response["challenge"] == Challenge(31337, SALES_ORDER, 7, 99, b"\x05" * 32, expires_at).to_json()
+    message = pickup_challenge_message(31337, SALES_ORDER, 7, 99, b"\x05" * 32, expires_at)
     assert (
         Account.recover_message(encode_typed_data(full_message=message), signature=response["signature"])
         == BUYER.address
     )
 
-    expired = Challenge(31337, SALES_ORDER, 7, 99, b"\x05" * 32, int(time.time()) - 1)
-    refused = run_client(
-        "sign-challenge",
-        "--keystore",
-        str(keystore),
-        "--password-file",
-        str(password_file),
-        "--challenge",
-        "-",
-        stdin=json.dumps(expired.to_json()),
-        module=BUYER_CLI,
-    )
-    assert_refused(refused, "the challenge expired")
-
+    assert_refused(sign_challenge_expiring_at(int(time.time()) - 1), "the challenge expired")
     # Signing is also consenting to the release on chain until expiresAt: no long-lived consent.
-    long_lived = Challenge(31337, SALES_ORDER, 7, 99, b"\x05" * 32, int(time.time()) + 3600)
-    refused = run_client(
-        "sign-challenge",
-        "--keystore",
-        str(keystore),
-        "--password-file",
-        str(password_file),
-        "--challenge",
-        "-",
-        stdin=json.dumps(long_lived.to_json()),
-        module=BUYER_CLI,
-    )
-    assert_refused(refused, "refusing to sign a long-lived consent")
+    assert_refused(sign_challenge_expiring_at(int(time.time()) + 3600), "refusing to sign a long-lived consent")
 
 
 def test_local_commands_do_not_import_web3(device_keystore: tuple[Path, str], deployment_file: Path) -> None:
