@@ -42,12 +42,16 @@ def read_input(source: str, what: str) -> str:
     return text
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a decimal integer >= 1."""
+def _decimal_int(text: str) -> int:
     try:
-        value = int(text, 10)
+        return int(text, 10)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a decimal integer >= 1."""
+    value = _decimal_int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} must be at least 1")
     return value
@@ -55,10 +59,7 @@ def positive_int(text: str) -> int:
 
 def non_negative_int(text: str) -> int:
     """argparse type: a decimal integer >= 0."""
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    value = _decimal_int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} must not be negative")
     return value

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DeviceClientError
-from .values import json_uint, parse_address, parse_json, show_value
+from .values import json_uint, parse_address, parse_json, read_text_file, show_value
 
 
 @dataclass(frozen=True)
@@ -38,13 +38,7 @@ def load_deployment(path: str | Path | None) -> Deployment:
     """Reads and checks a deployment file."""
     if path is None or str(path) == "":
         raise DeviceClientError("no deployment file: pass --deployment PATH or set THINGLEDGER_DEPLOYMENT")
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise DeviceClientError(f"cannot read deployment file {path}: {error.strerror or error}") from None
-    except UnicodeDecodeError:
-        raise DeviceClientError(f"deployment file {path} is not UTF-8 text") from None
-    return parse_deployment(text, source=str(path))
+    return parse_deployment(read_text_file(path, "deployment file"), source=str(path))
 
 
 def parse_deployment(text: str, source: str = "deployment") -> Deployment:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import DeviceClientError
-from .values import parse_address, parse_json
+from .values import parse_address, parse_json, read_text_file
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -50,13 +50,7 @@ def read_keystore(path: str | Path | None) -> dict[str, Any]:
     """The keystore's JSON document."""
     if path is None or str(path) == "":
         raise DeviceClientError("no keystore: pass --keystore PATH or set THINGLEDGER_KEYSTORE")
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise DeviceClientError(f"cannot read keystore {path}: {error.strerror or error}") from None
-    except UnicodeDecodeError:
-        raise DeviceClientError(f"keystore {path} is not a JSON key file") from None
-    document = parse_json(text, f"keystore {path}")
+    document = parse_json(read_text_file(path, "keystore"), f"keystore {path}")
     if not isinstance(document, dict) or not isinstance(document.get("crypto", document.get("Crypto")), dict):
         raise DeviceClientError(f"keystore {path} is not a JSON key file (no crypto section)")
     return document
@@ -97,13 +91,7 @@ def resolve_password(
     """The password from `password_file`, else from the environment variable `env_name`, else typed at a
     terminal prompt (twice if `confirm`); without any of these it is an error."""
     if password_file:
-        try:
-            text = Path(password_file).read_text(encoding="utf-8")
-        except OSError as error:
-            raise DeviceClientError(f"cannot read password file {password_file}: {error.strerror or error}") from None
-        except UnicodeDecodeError:
-            raise DeviceClientError(f"password file {password_file} is not UTF-8 text") from None
-        return text.removesuffix("\n").removesuffix("\r")
+        return read_text_file(password_file, "password file").removesuffix("\n").removesuffix("\r")
     from_env = os.environ.get(env_name)
     if from_env is not None:
         return from_env

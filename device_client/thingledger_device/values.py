@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from .errors import DeviceClientError
@@ -12,6 +13,16 @@ _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _BYTES32 = re.compile(r"0x[0-9a-fA-F]{64}")
 _SIGNATURE = re.compile(r"0x[0-9a-fA-F]{130}")
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,77}")
+
+
+def read_text_file(path: str | Path, what: str) -> str:
+    """The UTF-8 text of file `path`; unreadable or non-text files are one-line errors naming `what`."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise DeviceClientError(f"cannot read {what} {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise DeviceClientError(f"{what} {path} is not UTF-8 text") from None
 
 
 def _checksum(address: str) -> str:
