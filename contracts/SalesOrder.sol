@@ -6,12 +6,11 @@ import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
-import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
-import {IERC1271} from "@openzeppelin/contracts/interfaces/IERC1271.sol";
 import {IDeviceRegistry} from "../interfaces/IDeviceRegistry.sol";
 import {ISalesOrder} from "../interfaces/ISalesOrder.sol";
 import {DevicePermissions} from "./libraries/DevicePermissions.sol";
 import {ItemCodec} from "./libraries/ItemCodec.sol";
+import {SignatureVerifier} from "./libraries/SignatureVerifier.sol";
 
 /// @title SalesOrder
 /// @notice Every sales order in one contract: list, buy (money and a device item's token held in escrow),
@@ -159,7 +158,8 @@ contract SalesOrder is ISalesOrder, AccessControl, Pausable, ReentrancyGuard, EI
             revert GateNotAuthorized(gateId, seller);
         }
         if (block.timestamp > consent.expiresAt) revert BuyerConsentExpired(orderId, consent.expiresAt);
-        if (!_isBuyerSignature(buyer, _pickupDigest(orderId, gateId, consent.challenge, consent.expiresAt), consent.signature)) {
+        bytes32 pickupDigest_ = _pickupDigest(orderId, gateId, consent.challenge, consent.expiresAt);
+        if (!SignatureVerifier.isValidNow(buyer, pickupDigest_, consent.signature)) {
             revert InvalidBuyerConsent(orderId);
         }
         order.status = OrderStatus.Released;
@@ -312,22 +312,6 @@ contract SalesOrder is ISalesOrder, AccessControl, Pausable, ReentrancyGuard, EI
         returns (bytes32)
     {
         return _hashTypedDataV4(keccak256(abi.encode(PICKUP_TYPEHASH, orderId, gateId, challenge, expiresAt)));
-    }
-
-    /// @dev An EOA buyer signs with its key (ECDSA, malleable and malformed signatures refused); a contract
-    /// buyer (a smart wallet) answers ERC-1271's `isValidSignature`, called read-only.
-    function _isBuyerSignature(address buyer, bytes32 digest, bytes calldata signature) private view returns (bool) {
-        if (buyer.code.length == 0) {
-            // The third return value only details the error; any error means "not the buyer".
-            // slither-disable-next-line unused-return
-            (address signer, ECDSA.RecoverError error,) = ECDSA.tryRecover(digest, signature);
-            return error == ECDSA.RecoverError.NoError && signer == buyer;
-        }
-        try IERC1271(buyer).isValidSignature(digest, signature) returns (bytes4 magicValue) {
-            return magicValue == IERC1271.isValidSignature.selector;
-        } catch {
-            return false;
-        }
     }
 
     function _releaseActionHash(uint256 orderId, address buyer) private pure returns (bytes32) {

@@ -117,7 +117,8 @@ def tell_story() -> Story:
     story = Story()
     admin, manufacturer, operator, seller, buyer, impostor = accounts.test_accounts[:6]
 
-    registry, sales_order, deployment = deploy_contracts(admin, admin.address, (manufacturer.address,))
+    contracts, deployment = deploy_contracts(admin, admin.address, (manufacturer.address,))
+    registry, sales_order = contracts["DeviceRegistry"], contracts["SalesOrder"]
     deployment_file = write_deployment(deployment, OUTPUT)
     write_deployment(deployment)  # deployments/31337.json, as `ape run deploy` would
     story.note("admin", f"deploy DeviceRegistry {registry.address[:10]}…", registry.txn_hash)

@@ -1,4 +1,4 @@
-"""Deploy DeviceRegistry and SalesOrder, set up roles, and write deployments/<chainId>.json.
+"""Deploy DeviceRegistry, SalesOrder and ServiceMarket, set up roles, and write deployments/<chainId>.json.
 
     ape run deploy --network ethereum:local:foundry
     ape run deploy --network iotex:testnet:node --account deployer --manufacturer 0xMaker...
@@ -31,17 +31,21 @@ def write_deployment(deployment: dict[str, Any], folder: Path = DEPLOYMENTS_FOLD
 
 def deploy_contracts(
     deployer: AccountAPI, admin: str, manufacturers: tuple[str, ...] = (), **tx_args: Any
-) -> tuple[Any, Any, dict[str, Any]]:
-    """Deploy both contracts with `admin` as their admin; grant MANUFACTURER_ROLE to `manufacturers`.
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Deploy every contract with `admin` as its admin; grant MANUFACTURER_ROLE to `manufacturers`.
 
     Role grants need the admin's signature, so they are made only when the deployer is the admin.
-    Returns the registry, the sales order contract and the deployment record: chain id, network,
-    deployer, and each contract's address and deployment block.
+    Returns the contracts by name (DeviceRegistry, SalesOrder, ServiceMarket) and the deployment
+    record: chain id, network, deployer, and each contract's address and deployment block.
     """
-    registry = deployer.deploy(project.DeviceRegistry, admin, **tx_args)
-    sales_order = deployer.deploy(project.SalesOrder, registry.address, admin, **tx_args)
     if manufacturers and admin != deployer.address:
         raise click.UsageError("--manufacturer needs the deployer to be the admin; grant the role from the admin later")
+    registry = deployer.deploy(project.DeviceRegistry, admin, **tx_args)
+    contracts = {
+        "DeviceRegistry": registry,
+        "SalesOrder": deployer.deploy(project.SalesOrder, registry.address, admin, **tx_args),
+        "ServiceMarket": deployer.deploy(project.ServiceMarket, registry.address, admin, **tx_args),
+    }
     role = registry.MANUFACTURER_ROLE()
     for manufacturer in manufacturers:
         registry.grantRole(role, manufacturer, sender=deployer, **tx_args)
@@ -53,21 +57,21 @@ def deploy_contracts(
         "deployer": deployer.address,
         "contracts": {
             name: {"address": contract.address, "block": contract.creation_metadata.block}
-            for name, contract in (("DeviceRegistry", registry), ("SalesOrder", sales_order))
+            for name, contract in contracts.items()
         },
     }
-    return registry, sales_order, deployment
+    return contracts, deployment
 
 
 @click.command(cls=ConnectedProviderCommand)
 @account_option()
-@click.option("--admin", help="Admin of both contracts (default: the deploying account).")
+@click.option("--admin", help="Admin of every contract (default: the deploying account).")
 @click.option("--manufacturer", "manufacturers", multiple=True, help="Grant MANUFACTURER_ROLE (repeatable).")
 @click.option("--out", "out_folder", type=click.Path(file_okay=False, path_type=Path), default=DEPLOYMENTS_FOLDER)
 def cli(account: AccountAPI, admin: str | None, manufacturers: tuple[str, ...], out_folder: Path) -> None:
     """Deploy thingledger's contracts to the chosen network and write its deployment file."""
     try:
-        _, _, deployment = deploy_contracts(account, admin or account.address, manufacturers)
+        _, deployment = deploy_contracts(account, admin or account.address, manufacturers)
     except ApeException as error:
         raise click.ClickException(str(error).splitlines()[0]) from None
     path = write_deployment(deployment, out_folder)

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from ape import project
 
-EXPORTED_CONTRACTS = ("DeviceRegistry", "SalesOrder")
+EXPORTED_CONTRACTS = ("DeviceRegistry", "SalesOrder", "ServiceMarket")
 ABI_FOLDER = Path(__file__).resolve().parent.parent / "interfaces" / "abi"
 
 

@@ -1,8 +1,8 @@
 """EIP-712 messages of thingledger, built as eth-account "full message" dicts.
 
 One place defines every typed message the contracts verify (DeviceRegistry's
-Provision, DeviceAction and RotateKey, SalesOrder's Release action) and the
-off-chain pickup challenge a buyer signs. Sign with
+Provision, DeviceAction and RotateKey, SalesOrder's Release action and pickup
+challenge, ServiceMarket's supplier actions and Completion statement). Sign with
 ``eth_account.Account.sign_typed_data(key, full_message=...)``.
 """
 
@@ -16,6 +16,7 @@ from eth_utils import keccak, to_checksum_address
 
 REGISTRY_DOMAIN_NAME = "thingledger DeviceRegistry"
 SALES_ORDER_DOMAIN_NAME = "thingledger SalesOrder"
+SERVICE_MARKET_DOMAIN_NAME = "thingledger ServiceMarket"
 DOMAIN_VERSION = "1"
 
 EIP712_DOMAIN_FIELDS = [
@@ -35,6 +36,12 @@ MANUFACTURING_RECORD_FIELDS = [
 ]
 
 RELEASE_TYPE = "Release(uint256 orderId,address buyer)"
+PUBLISH_OFFER_TYPE = (
+    "PublishOffer(bytes32 serviceType,uint256 unitPrice,uint256 units,uint256 validUntil,string metadataURI)"
+)
+UPDATE_OFFER_PRICE_TYPE = "UpdateOfferPrice(uint256 offerId,uint256 unitPrice)"
+WITHDRAW_OFFER_TYPE = "WithdrawOffer(uint256 offerId)"
+DECLINE_AGREEMENT_TYPE = "DeclineAgreement(uint256 requestId,uint256 round)"
 
 
 def record_tuple(record: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -182,4 +189,58 @@ def pickup_challenge_message(
             "challenge": challenge,
             "expiresAt": expires_at,
         },
+    }
+
+
+# --------------------------------------------------------------------------- ServiceMarket
+
+
+def _struct_hash(type_string: str, abi_types: list[str], values: list[Any]) -> bytes:
+    return keccak(abi_encode(["bytes32", *abi_types], [keccak(text=type_string), *values]))
+
+
+def publish_offer_action_hash(
+    service_type: bytes, unit_price: int, units: int, valid_until: int, metadata_uri: str
+) -> bytes:
+    """ServiceMarket's `publishOfferActionHash`: what a supplier device signs (in a DeviceAction) to publish."""
+    return _struct_hash(
+        PUBLISH_OFFER_TYPE,
+        ["bytes32", "uint256", "uint256", "uint256", "bytes32"],
+        [service_type, unit_price, units, valid_until, keccak(text=metadata_uri)],
+    )
+
+
+def update_offer_price_action_hash(offer_id: int, unit_price: int) -> bytes:
+    """ServiceMarket's `updateOfferPriceActionHash`."""
+    return _struct_hash(UPDATE_OFFER_PRICE_TYPE, ["uint256", "uint256"], [offer_id, unit_price])
+
+
+def withdraw_offer_action_hash(offer_id: int) -> bytes:
+    """ServiceMarket's `withdrawOfferActionHash`."""
+    return _struct_hash(WITHDRAW_OFFER_TYPE, ["uint256"], [offer_id])
+
+
+def decline_agreement_action_hash(request_id: int, round_: int) -> bytes:
+    """ServiceMarket's `declineAgreementActionHash`."""
+    return _struct_hash(DECLINE_AGREEMENT_TYPE, ["uint256", "uint256"], [request_id, round_])
+
+
+def completion_message(
+    chain_id: int, service_market: str, request_id: int, offer_id: int, round_: int, evidence: bytes
+) -> TypedMessage:
+    """The statement a request's attester signs to complete its current agreement (request, offer and
+    round name the agreement, so the statement cannot complete a later one)."""
+    return {
+        "types": {
+            "EIP712Domain": EIP712_DOMAIN_FIELDS,
+            "Completion": [
+                {"name": "requestId", "type": "uint256"},
+                {"name": "offerId", "type": "uint256"},
+                {"name": "round", "type": "uint256"},
+                {"name": "evidence", "type": "bytes32"},
+            ],
+        },
+        "primaryType": "Completion",
+        "domain": _domain(SERVICE_MARKET_DOMAIN_NAME, chain_id, service_market),
+        "message": {"requestId": request_id, "offerId": offer_id, "round": round_, "evidence": evidence},
     }
