@@ -27,6 +27,8 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
     uint256 public constant MAX_HINT_STEPS = 32;
     /// @notice The highest protocol fee, in basis points of an agreement's amount (10%).
     uint256 public constant MAX_FEE_BPS = 1_000;
+    /// @notice The longest an offer stays valid after it is published.
+    uint256 public constant MAX_OFFER_LIFETIME = 30 days;
 
     bytes32 private constant COMPLETION_TYPEHASH =
         keccak256("Completion(uint256 requestId,uint256 offerId,uint256 round,bytes32 evidence)");
@@ -43,7 +45,7 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
     enum Health {
         Takeable,
         Expired,
-        SupplierDecommissioned,
+        SupplierNotActive,
         SupplierOwnerChanged
     }
 
@@ -53,9 +55,9 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
     mapping(uint256 offerId => Offer) private _offers;
     mapping(uint256 requestId => Request) private _requests;
     mapping(bytes32 serviceType => Market) private _markets;
-    mapping(uint256 requestId => mapping(uint256 offerId => bool)) private _declined;
+    mapping(uint256 deviceId => mapping(bytes32 serviceType => uint40 offerId)) private _listedOffers;
     mapping(address account => uint256 amount) private _credits;
-    /// @notice Who receives the protocol fee.
+    /// @notice Who receives the protocol fee; never the zero address.
     address public feeRecipient;
     /// @notice The protocol fee in basis points, fixed into each agreement when it is matched.
     uint16 public feeBps;
@@ -63,12 +65,14 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
     uint64 private _lastRequestId;
 
     /// @param registry_ The DeviceRegistry.
-    /// @param admin Receives DEFAULT_ADMIN_ROLE (sets the fee) and PAUSER_ROLE.
+    /// @param admin Receives DEFAULT_ADMIN_ROLE (sets the fee) and PAUSER_ROLE, and is the first fee recipient
+    /// (the fee starts at zero).
     constructor(IDeviceRegistry registry_, address admin) EIP712("thingledger ServiceMarket", "1") {
         if (address(registry_) == address(0) || admin == address(0)) revert ZeroAddress();
         registry = registry_;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(PAUSER_ROLE, admin);
+        feeRecipient = admin;
     }
 
     // ------------------------------------------------------------------ supplier
@@ -82,6 +86,15 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
         IDeviceRegistry.Device memory device = registry.getDevice(deviceId);
         if (device.state != IDeviceRegistry.DeviceState.Active) revert SupplierNotActive(deviceId);
         offerId = ++_lastOfferId;
+        if (priceHint == offerId) revert BadPriceHint(priceHint);
+        uint40 replaced = _listedOffers[deviceId][terms.serviceType];
+        if (replaced != 0) {
+            // One listed offer per device and service type: the new one replaces it.
+            Offer storage old = _offers[replaced];
+            if (priceHint == replaced) priceHint = old.cheaper;
+            _unlink(_markets[terms.serviceType], old);
+            emit OfferWithdrawn(replaced, terms.serviceType, deviceId);
+        }
         _storeOffer(uint40(offerId), deviceId, device.epoch, terms);
         _insertByPrice(_markets[terms.serviceType], terms.serviceType, uint40(offerId), terms.unitPrice, priceHint);
         emit OfferPublished(
@@ -119,21 +132,29 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
     /// @inheritdoc IServiceMarket
     function declineAgreement(uint256 requestId, DeviceAuth calldata auth) external {
         Request storage request = _requests[requestId];
-        _requireStatus(requestId, request.status, RequestStatus.Matched);
+        _requireLiveAgreement(requestId, request);
         uint256 offerId = request.offerId;
         uint256 round = request.round;
+        address payee = request.payee;
         Offer storage offer = _offers[offerId];
         uint256 deviceId = offer.deviceId;
         request.status = RequestStatus.Open;
         request.payee = address(0);
         request.offerId = 0;
         request.feeBps = 0;
-        _declined[requestId][offerId] = true;
-        uint32 unitsLeft = offer.units;
-        bool restored = unitsLeft != 0;
-        if (restored) offer.units = unitsLeft + request.units;
-        emit AgreementDeclined(requestId, offerId, deviceId, round, restored);
-        _authorize(deviceId, _declineAgreementActionHash(requestId, round), auth);
+        emit AgreementDeclined(requestId, offerId, deviceId, round);
+        if (offer.units != 0) {
+            // A supplier that declines leaves the market until it publishes again.
+            bytes32 serviceType = offer.serviceType;
+            _unlink(_markets[serviceType], offer);
+            emit OfferWithdrawn(offerId, serviceType, deviceId);
+        }
+        if (auth.signature.length == 0) {
+            // The agreement's payee declines it, even if the device changed hands since.
+            if (msg.sender != payee) revert NotDeviceOwner(deviceId, msg.sender);
+        } else {
+            registry.useDeviceAction(deviceId, _declineAgreementActionHash(requestId, round), auth.deadline, auth.signature);
+        }
     }
 
     // ------------------------------------------------------------------ demander
@@ -145,33 +166,41 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
         whenNotPaused
         returns (uint256 requestId, uint256 offerId)
     {
-        uint32 units = _units(terms.units);
-        uint96 maxUnitPrice = _unitPrice(terms.maxUnitPrice);
-        uint40 deadline = _futureTimestamp(terms.deadline);
-        // At most (2^96 - 1) * (2^32 - 1): no overflow in uint256.
-        uint256 deposit = uint256(maxUnitPrice) * units;
-        if (msg.value != deposit) revert WrongDeposit(deposit, msg.value);
-
         requestId = ++_lastRequestId;
         Request storage request = _requests[requestId];
-        request.demander = msg.sender;
-        request.policy = terms.policy;
-        request.status = RequestStatus.Open;
-        request.deadline = deadline;
-        request.attester = terms.attester;
-        request.unitPrice = maxUnitPrice;
-        request.units = units;
-        request.serviceType = terms.serviceType;
+        _storeRequest(request, terms);
         emit RequestPosted(
             requestId,
             terms.serviceType,
             msg.sender,
-            terms.policy,
-            units,
-            maxUnitPrice,
-            deadline,
+            request.policy,
+            request.units,
+            request.unitPrice,
+            request.deadline,
             terms.attester
         );
+        offerId = _match(requestId, request);
+    }
+
+    /// @inheritdoc IServiceMarket
+    function raiseMaxUnitPrice(uint256 requestId, uint256 maxUnitPrice)
+        external
+        payable
+        whenNotPaused
+        returns (uint256 offerId)
+    {
+        uint96 newMax = _unitPrice(maxUnitPrice);
+        Request storage request = _requests[requestId];
+        _requireStatus(requestId, request.status, RequestStatus.Open);
+        if (request.demander != msg.sender) revert NotDemander(requestId, msg.sender);
+        uint256 deadline = request.deadline;
+        if (block.timestamp > deadline) revert RequestExpired(requestId, deadline);
+        uint96 oldMax = request.unitPrice;
+        if (newMax <= oldMax) revert MaxNotRaised(oldMax, newMax);
+        uint256 added = uint256(newMax - oldMax) * request.units;
+        if (msg.value != added) revert WrongDeposit(added, msg.value);
+        request.unitPrice = newMax;
+        emit RequestMaxRaised(requestId, newMax, added);
         offerId = _match(requestId, request);
     }
 
@@ -237,7 +266,7 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
             uint256 offerId = offerIds[i];
             Offer storage offer = _offers[offerId];
             if (offer.units == 0) continue;
-            (Health health,) = _health(offer);
+            Health health = _health(offer);
             if (health == Health.Takeable) continue;
             _prune(offerId, offer, health);
             ++pruned;
@@ -258,11 +287,11 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
 
     /// @notice Sets the protocol fee for agreements matched from now on. Agreements already matched keep
     /// the fee they were matched with.
-    /// @param recipient Who is credited the fee; may be zero only with a zero fee.
+    /// @param recipient Who is credited the fee from now on, including the fee of agreements already matched.
     /// @param feeBps_ The fee in basis points, at most `MAX_FEE_BPS`.
     function setFee(address recipient, uint256 feeBps_) external onlyRole(DEFAULT_ADMIN_ROLE) {
         if (feeBps_ > MAX_FEE_BPS) revert FeeTooHigh(feeBps_, MAX_FEE_BPS);
-        if (feeBps_ != 0 && recipient == address(0)) revert ZeroAddress();
+        if (recipient == address(0)) revert ZeroAddress();
         feeRecipient = recipient;
         feeBps = uint16(feeBps_);
         emit FeeConfigured(recipient, feeBps_);
@@ -299,6 +328,8 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
     function previewMatch(uint256 requestId) external view returns (uint256 offerId, uint256 steps) {
         Request storage request = _requests[requestId];
         _requireStatus(requestId, request.status, RequestStatus.Open);
+        uint256 deadline = request.deadline;
+        if (block.timestamp > deadline) revert RequestExpired(requestId, deadline);
         (offerId,,, steps) = _walk(requestId, request);
     }
 
@@ -342,13 +373,13 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
     }
 
     /// @inheritdoc IServiceMarket
-    function creditOf(address account) external view returns (uint256) {
-        return _credits[account];
+    function listedOfferOf(uint256 deviceId, bytes32 serviceType) external view returns (uint256) {
+        return _listedOffers[deviceId][serviceType];
     }
 
     /// @inheritdoc IServiceMarket
-    function hasDeclined(uint256 requestId, uint256 offerId) external view returns (bool) {
-        return _declined[requestId][offerId];
+    function creditOf(address account) external view returns (uint256) {
+        return _credits[account];
     }
 
     /// @inheritdoc IServiceMarket
@@ -428,7 +459,7 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
         if (unitsLeft == 0) _unlink(_markets[request.serviceType], offer);
         else offer.units = unitsLeft;
         if (refunded != 0) _credits[request.demander] += refunded;
-        emit RequestMatched(requestId, offerId, deviceId, payee, unitPrice, round, refunded, unitsLeft);
+        emit RequestMatched(requestId, request.serviceType, deviceId, offerId, payee, unitPrice, round, refunded, unitsLeft);
         return offerId;
     }
 
@@ -446,31 +477,26 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
         while (current != 0 && steps < MAX_MATCH_STEPS) {
             ++steps;
             Offer storage offer = _offers[current];
-            (Health health, IDeviceRegistry.DeviceState state) = _health(offer);
+            Health health = _health(offer);
             if (health != Health.Takeable) {
                 dead[deadCount++] = uint256(current) | (uint256(health) << 40);
             } else if (offer.unitPrice > maxUnitPrice) {
                 // The price list is sorted: every later offer is dearer still.
                 if (policy == MatchingPolicy.LowestPrice) break;
-            } else if (
-                offer.units >= units && state == IDeviceRegistry.DeviceState.Active && !_declined[requestId][current]
-            ) {
+            } else if (offer.units >= units) {
                 return (current, dead, deadCount, steps);
             }
             current = _nextOf(offer, policy);
         }
     }
 
-    /// @dev Whether a listed offer is dead (expired, supplier decommissioned or sold since publication), and
-    /// its supplier device's state.
-    function _health(Offer storage offer) private view returns (Health, IDeviceRegistry.DeviceState) {
-        if (block.timestamp > offer.validUntil) return (Health.Expired, IDeviceRegistry.DeviceState.None);
+    /// @dev Whether a listed offer is alive (`Takeable`, as far as the offer itself goes) or why it is dead.
+    function _health(Offer storage offer) private view returns (Health) {
+        if (block.timestamp > offer.validUntil) return Health.Expired;
         IDeviceRegistry.Device memory device = registry.getDevice(offer.deviceId);
-        if (device.state == IDeviceRegistry.DeviceState.Decommissioned) {
-            return (Health.SupplierDecommissioned, device.state);
-        }
-        if (device.epoch != offer.epoch) return (Health.SupplierOwnerChanged, device.state);
-        return (Health.Takeable, device.state);
+        if (device.state != IDeviceRegistry.DeviceState.Active) return Health.SupplierNotActive;
+        if (device.epoch != offer.epoch) return Health.SupplierOwnerChanged;
+        return Health.Takeable;
     }
 
     function _prune(uint256 offerId, Offer storage offer, Health health) private {
@@ -500,7 +526,7 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
         // An Active device's id is derived from an address, so it fits.
         offer.deviceId = uint160(deviceId);
         offer.epoch = epoch;
-        offer.validUntil = _futureTimestamp(terms.validUntil);
+        offer.validUntil = _validUntil(terms.validUntil);
         offer.units = _units(terms.units);
         offer.unitPrice = _unitPrice(terms.unitPrice);
         offer.serviceType = terms.serviceType;
@@ -511,6 +537,26 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
         else _offers[newest].newer = offerId;
         market.newest = offerId;
         ++market.listed;
+        _listedOffers[deviceId][terms.serviceType] = offerId;
+    }
+
+    /// @dev Stores a new request with the caller as demander, its terms range-checked against the deposit sent.
+    function _storeRequest(Request storage request, RequestTerms calldata terms) private {
+        uint32 units = _units(terms.units);
+        uint96 maxUnitPrice = _unitPrice(terms.maxUnitPrice);
+        uint40 deadline = _deadline(terms.deadline);
+        if (terms.policy > uint8(type(MatchingPolicy).max)) revert UnknownPolicy(terms.policy);
+        // At most (2^96 - 1) * (2^32 - 1): no overflow in uint256.
+        uint256 deposit = uint256(maxUnitPrice) * units;
+        if (msg.value != deposit) revert WrongDeposit(deposit, msg.value);
+        request.demander = msg.sender;
+        request.policy = MatchingPolicy(terms.policy);
+        request.status = RequestStatus.Open;
+        request.deadline = deadline;
+        request.attester = terms.attester;
+        request.unitPrice = maxUnitPrice;
+        request.units = units;
+        request.serviceType = terms.serviceType;
     }
 
     /// @dev Links an offer into its type's price list after every offer priced at or below `unitPrice`,
@@ -565,6 +611,7 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
         if (newer == 0) market.newest = older;
         else _offers[newer].older = older;
         _unlinkByPrice(market, offer);
+        delete _listedOffers[offer.deviceId][offer.serviceType];
         offer.units = 0;
         offer.older = 0;
         offer.newer = 0;
@@ -640,9 +687,16 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
         return uint32(value);
     }
 
-    function _futureTimestamp(uint256 value) private view returns (uint40) {
+    function _deadline(uint256 value) private view returns (uint40) {
         if (value <= block.timestamp) revert TimestampInPast(value);
-        if (value > type(uint40).max) revert AmountOutOfRange(value, type(uint40).max);
+        if (value > type(uint40).max) revert TimestampTooFar(value, type(uint40).max);
+        return uint40(value);
+    }
+
+    function _validUntil(uint256 value) private view returns (uint40) {
+        if (value <= block.timestamp) revert TimestampInPast(value);
+        uint256 latest = block.timestamp + MAX_OFFER_LIFETIME;
+        if (value > latest) revert TimestampTooFar(value, latest);
         return uint40(value);
     }
 

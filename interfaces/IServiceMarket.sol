@@ -12,7 +12,7 @@ pragma solidity ^0.8.24;
 ///                            │    <─────────   │                                  (supplier's credit, withdraw())
 ///              cancelRequest()   declineAgreement()
 ///                            v                 └── refund(), after the deadline ──> Refunded
-///                        Cancelled
+///                        Cancelled      (raiseMaxUnitPrice() while Open)
 ///
 /// Offers of one service type sit in two doubly linked lists: by publication (oldest to newest) and by
 /// unit price (cheapest to dearest; equal prices in the order they entered the list, that is publication
@@ -25,23 +25,32 @@ pragma solidity ^0.8.24;
 /// - `EarliestPublished`: from the oldest offer towards the newest (FIFO).
 ///
 /// The walk looks at no more than `MAX_MATCH_STEPS` offers. On each one, in this order:
-///   1. dead: expired (`block.timestamp > validUntil`), its supplier device decommissioned, or the device
-///      changed owner since publication: the offer is removed from the lists (`OfferPruned`) and the walk
-///      goes on;
+///   1. dead: expired (`block.timestamp > validUntil`), its supplier device no longer Active (suspended or
+///      decommissioned), or the device changed owner since publication: the offer is removed from the lists
+///      (`OfferPruned`) and the walk goes on;
 ///   2. under `LowestPrice`, priced above the request's maximum: the walk ends without a match;
-///   3. not takeable by this request but alive: priced above the request's maximum, fewer units left than
-///      requested, supplier device not Active (suspended), or it already declined this request: skipped,
-///      the walk goes on;
+///   3. alive but not takeable by this request: priced above the request's maximum, or fewer units left than
+///      requested: skipped, the walk goes on;
 ///   4. otherwise it is taken: the request is matched with it.
 /// A request finds no offer when the walk reaches the end of the list or its step limit first; it then stays
-/// Open, keeps whatever pruning the walk did, and anyone may try again with `matchRequest` (for example once
-/// `pruneOffers` removed dead offers or new offers arrived). Withdrawn and sold-out offers leave the lists at
-/// once, so the walk never sees them.
+/// Open, keeps whatever pruning the walk did, and anyone may try again with `matchRequest` (once new offers
+/// arrived, dead ones were pruned, or the demander raised its maximum). Withdrawn, declining and sold-out
+/// offers leave the lists at once, so the walk never sees them.
+///
+/// What bounds abuse: a device has at most one listed offer per service type (publishing again replaces
+/// it), devices exist only through a manufacturer's provisioning, and an offer lives at most
+/// `MAX_OFFER_LIFETIME`. Still, `MAX_MATCH_STEPS` alive offers that a request cannot take (priced above its
+/// maximum, or too few units), from as many Active devices, hide the offers behind them from that request
+/// until they expire; `LowestPrice` is immune to the price case. Under `LatestPublished`, a supplier that
+/// sees a request before it is mined can publish an offer at the request's maximum ahead of it, and under
+/// the publication policies a supplier may raise its price up to a visible request's maximum: a demander
+/// pays at most its maximum, never more.
 ///
 /// Escrow and money: a request deposits `maxUnitPrice * units`; a match fixes the price at the offer's and
 /// credits the difference to the demander at once. Completion credits the agreed amount to the supplier's
-/// payee (the device's owner at match time) minus the protocol fee fixed at match time, which is credited
-/// to the fee recipient. Every credit is taken out with `withdraw` (pull payments).
+/// payee (the device's owner at match time) minus the protocol fee, whose rate is fixed at match time and
+/// which is credited to the fee recipient of the moment (never the zero address). Every credit is taken out
+/// with `withdraw` (pull payments).
 interface IServiceMarket {
     /// @notice The order in which a request looks at the offers of its service type. See the contract
     /// documentation for the exact walk.
@@ -64,12 +73,13 @@ interface IServiceMarket {
     /// @notice Why a dead offer left the lists.
     enum PruneReason {
         Expired,
-        SupplierDecommissioned,
+        SupplierNotActive,
         SupplierOwnerChanged
     }
 
     /// @notice What a supplier offers. Amounts are uint256 here and range-checked with clear errors:
-    /// `unitPrice` in 1..2^96-1 wei, `units` in 1..2^32-1, `validUntil` in the future and below 2^40.
+    /// `unitPrice` in 1..2^96-1 wei, `units` in 1..2^32-1, `validUntil` in the future and at most
+    /// `MAX_OFFER_LIFETIME` away.
     /// `metadataURI` is emitted in `OfferPublished`, not stored.
     struct OfferTerms {
         bytes32 serviceType;
@@ -80,14 +90,15 @@ interface IServiceMarket {
     }
 
     /// @notice What a demander asks for. The deposit sent with `postRequest` must be exactly
-    /// `maxUnitPrice * units`. `deadline` bounds both matching and completion. `attester`, if not zero,
-    /// may confirm completion by signing a `Completion` statement (an EOA or an ERC-1271 contract).
+    /// `maxUnitPrice * units`. `deadline` bounds matching, completion and declining; the refund comes after
+    /// it. `policy` is a `MatchingPolicy` (0, 1 or 2; anything else reverts `UnknownPolicy`). `attester`, if
+    /// not zero, may confirm completion by signing a `Completion` statement (an EOA or an ERC-1271 contract).
     struct RequestTerms {
         bytes32 serviceType;
         uint256 units;
         uint256 maxUnitPrice;
         uint256 deadline;
-        MatchingPolicy policy;
+        uint8 policy;
         address attester;
     }
 
@@ -175,8 +186,9 @@ interface IServiceMarket {
     /// credited to the demander; `unitsLeft` is what the offer still has (0: sold out, it left the lists).
     event RequestMatched(
         uint256 indexed requestId,
-        uint256 indexed offerId,
+        bytes32 indexed serviceType,
         uint256 indexed deviceId,
+        uint256 offerId,
         address payee,
         uint256 unitPrice,
         uint256 round,
@@ -184,10 +196,10 @@ interface IServiceMarket {
         uint256 unitsLeft
     );
     /// @notice The supplier declined the agreement; the request is Open again with `unitPrice` as its
-    /// maximum. `unitsRestored` tells whether the units went back to the offer (only if it is still listed).
-    event AgreementDeclined(
-        uint256 indexed requestId, uint256 indexed offerId, uint256 indexed deviceId, uint256 round, bool unitsRestored
-    );
+    /// maximum, and the declining offer, if it was still listed, left the lists (`OfferWithdrawn`).
+    event AgreementDeclined(uint256 indexed requestId, uint256 indexed offerId, uint256 indexed deviceId, uint256 round);
+    /// @notice The demander raised an Open request's maximum unit price, adding `added` to its escrow.
+    event RequestMaxRaised(uint256 indexed requestId, uint256 maxUnitPrice, uint256 added);
     /// @notice The agreement was completed, confirmed by `confirmedBy` (the demander or the attester).
     /// `supplierAmount` was credited to the payee and `fee` to the fee recipient.
     event RequestCompleted(
@@ -212,6 +224,8 @@ interface IServiceMarket {
     error ZeroAmount();
     error AmountOutOfRange(uint256 value, uint256 max);
     error TimestampInPast(uint256 timestamp);
+    error TimestampTooFar(uint256 timestamp, uint256 latest);
+    error UnknownPolicy(uint256 policy);
     error SupplierNotActive(uint256 deviceId);
     error NotDeviceOwner(uint256 deviceId, address caller);
     error UnknownOffer(uint256 offerId);
@@ -219,6 +233,7 @@ interface IServiceMarket {
     error BadPriceHint(uint256 hint);
     error PriceHintTooFar(uint256 hint);
     error WrongDeposit(uint256 expected, uint256 received);
+    error MaxNotRaised(uint256 currentMax, uint256 requestedMax);
     error UnknownRequest(uint256 requestId);
     error WrongRequestStatus(uint256 requestId, RequestStatus status);
     error NotDemander(uint256 requestId, address caller);
@@ -231,8 +246,9 @@ interface IServiceMarket {
 
     // ------------------------------------------------------------------ supplier
 
-    /// @notice Publishes an offer of a supplier device, which must be Active. The offer enters the end of
-    /// the publication list and its place in the price list (see `priceHint`).
+    /// @notice Publishes an offer of a supplier device, which must be Active. The offer enters the newest end
+    /// of the publication list and its place in the price list (see `priceHint`). A device has at most one
+    /// listed offer per service type: one it already has is withdrawn first (`OfferWithdrawn`).
     /// @param deviceId The supplier device.
     /// @param terms What is offered.
     /// @param priceHint An offer id of the same service type after which the new price belongs, or 0 for the
@@ -259,11 +275,13 @@ interface IServiceMarket {
     /// @param auth The owner's call or the device's signed action `WithdrawOffer`.
     function withdrawOffer(uint256 offerId, DeviceAuth calldata auth) external;
 
-    /// @notice Declines a Matched request: it returns to Open (and to matching) with the agreed price as its
-    /// maximum, since that is the escrow it still holds, and this offer will not be matched with it again.
-    /// The units go back to the offer if it is still listed.
+    /// @notice Declines a Matched request by its deadline: the request returns to Open (and to matching) with
+    /// the agreed price as its maximum, since that is the escrow it still holds (the demander may raise it
+    /// with `raiseMaxUnitPrice`); the declining offer is withdrawn if still listed, so it is never matched
+    /// again (the device may publish a new one).
     /// @param requestId The request.
-    /// @param auth The supplier device owner's call or the device's signed action `DeclineAgreement`.
+    /// @param auth The call of the agreement's payee (the device's owner at match time), or the device's
+    /// signed action `DeclineAgreement`.
     function declineAgreement(uint256 requestId, DeviceAuth calldata auth) external;
 
     // ------------------------------------------------------------------ demander
@@ -274,6 +292,13 @@ interface IServiceMarket {
     /// @return requestId The new request's id.
     /// @return offerId The offer matched, or 0 when the request stays Open.
     function postRequest(RequestTerms calldata terms) external payable returns (uint256 requestId, uint256 offerId);
+
+    /// @notice Raises the maximum unit price of an Open request; the caller (its demander) sends
+    /// `(maxUnitPrice - current maximum) * units`. Then tries to match it, like `postRequest`.
+    /// @param requestId The request.
+    /// @param maxUnitPrice The new maximum, above the current one.
+    /// @return offerId The offer matched, or 0 when the request stays Open.
+    function raiseMaxUnitPrice(uint256 requestId, uint256 maxUnitPrice) external payable returns (uint256 offerId);
 
     /// @notice Cancels an Open request and pays its deposit back to the demander.
     /// @param requestId The request.
@@ -305,7 +330,7 @@ interface IServiceMarket {
     /// @return offerId The offer matched, or 0 when none was found within `MAX_MATCH_STEPS`.
     function matchRequest(uint256 requestId) external returns (uint256 offerId);
 
-    /// @notice Removes dead offers (expired, supplier device decommissioned or owned by someone else since
+    /// @notice Removes dead offers (expired, supplier device not Active, or owned by someone else since
     /// publication) from the lists. Ids that are not listed or not dead are skipped.
     /// @param offerIds The offers to look at.
     /// @return pruned How many were removed.
@@ -332,7 +357,7 @@ interface IServiceMarket {
     function marketOf(bytes32 serviceType) external view returns (Market memory);
 
     /// @notice What `matchRequest` would do now, without pruning: the offer it would take.
-    /// @param requestId The request, Open.
+    /// @param requestId The request, Open and before its deadline.
     /// @return offerId The offer, or 0.
     /// @return steps How many offers the walk looked at.
     function previewMatch(uint256 requestId) external view returns (uint256 offerId, uint256 steps);
@@ -362,16 +387,16 @@ interface IServiceMarket {
         view
         returns (uint256 hint, bool found);
 
+    /// @notice The listed offer of a device for a service type, or 0.
+    /// @param deviceId The supplier device.
+    /// @param serviceType The service type.
+    /// @return The offer id, or 0.
+    function listedOfferOf(uint256 deviceId, bytes32 serviceType) external view returns (uint256);
+
     /// @notice The credit `account` may withdraw.
     /// @param account The account.
     /// @return The amount in wei.
     function creditOf(address account) external view returns (uint256);
-
-    /// @notice Whether `offerId` declined `requestId`.
-    /// @param requestId The request.
-    /// @param offerId The offer.
-    /// @return Whether it declined.
-    function hasDeclined(uint256 requestId, uint256 offerId) external view returns (bool);
 
     /// @notice The EIP-712 digest an attester signs to complete the current agreement of a request.
     /// @param requestId The request.
