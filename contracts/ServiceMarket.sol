@@ -56,6 +56,7 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
     mapping(uint256 requestId => Request) private _requests;
     mapping(bytes32 serviceType => Market) private _markets;
     mapping(uint256 deviceId => mapping(bytes32 serviceType => uint40 offerId)) private _listedOffers;
+    mapping(uint256 requestId => mapping(uint256 deviceId => bool)) private _declinedBy;
     mapping(address account => uint256 amount) private _credits;
     /// @notice Who receives the protocol fee; never the zero address.
     address public feeRecipient;
@@ -142,6 +143,7 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
         request.payee = address(0);
         request.offerId = 0;
         request.feeBps = 0;
+        _declinedBy[requestId][deviceId] = true;
         emit AgreementDeclined(requestId, offerId, deviceId, round);
         if (offer.units != 0) {
             // A supplier that declines leaves the market until it publishes again.
@@ -151,7 +153,7 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
         }
         if (auth.signature.length == 0) {
             // The agreement's payee declines it, even if the device changed hands since.
-            if (msg.sender != payee) revert NotDeviceOwner(deviceId, msg.sender);
+            if (msg.sender != payee) revert NotPayee(requestId, msg.sender);
         } else {
             registry.useDeviceAction(deviceId, _declineAgreementActionHash(requestId, round), auth.deadline, auth.signature);
         }
@@ -378,6 +380,11 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
     }
 
     /// @inheritdoc IServiceMarket
+    function hasDeclined(uint256 requestId, uint256 deviceId) external view returns (bool) {
+        return _declinedBy[requestId][deviceId];
+    }
+
+    /// @inheritdoc IServiceMarket
     function creditOf(address account) external view returns (uint256) {
         return _credits[account];
     }
@@ -483,7 +490,7 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
             } else if (offer.unitPrice > maxUnitPrice) {
                 // The price list is sorted: every later offer is dearer still.
                 if (policy == MatchingPolicy.LowestPrice) break;
-            } else if (offer.units >= units) {
+            } else if (offer.units >= units && !_declinedBy[requestId][offer.deviceId]) {
                 return (current, dead, deadCount, steps);
             }
             current = _nextOf(offer, policy);

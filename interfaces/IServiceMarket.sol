@@ -29,8 +29,8 @@ pragma solidity ^0.8.24;
 ///      decommissioned), or the device changed owner since publication: the offer is removed from the lists
 ///      (`OfferPruned`) and the walk goes on;
 ///   2. under `LowestPrice`, priced above the request's maximum: the walk ends without a match;
-///   3. alive but not takeable by this request: priced above the request's maximum, or fewer units left than
-///      requested: skipped, the walk goes on;
+///   3. alive but not takeable by this request: priced above the request's maximum, fewer units left than
+///      requested, or its supplier device declined this request before: skipped, the walk goes on;
 ///   4. otherwise it is taken: the request is matched with it.
 /// A request finds no offer when the walk reaches the end of the list or its step limit first; it then stays
 /// Open, keeps whatever pruning the walk did, and anyone may try again with `matchRequest` (once new offers
@@ -38,8 +38,10 @@ pragma solidity ^0.8.24;
 /// offers leave the lists at once, so the walk never sees them.
 ///
 /// What bounds abuse: a device has at most one listed offer per service type (publishing again replaces
-/// it), devices exist only through a manufacturer's provisioning, and an offer lives at most
-/// `MAX_OFFER_LIFETIME`. Still, `MAX_MATCH_STEPS` alive offers that a request cannot take (priced above its
+/// it), devices exist only through a manufacturer's provisioning, an offer lives at most
+/// `MAX_OFFER_LIFETIME`, and a device that declined a request is never matched with it again (a decline
+/// lowers the request's maximum to the declined price, so a cheap bait offer declined over and over would
+/// otherwise keep a request from every honest offer; each decline now costs the griefer a device). Still, `MAX_MATCH_STEPS` alive offers that a request cannot take (priced above its
 /// maximum, or too few units), from as many Active devices, hide the offers behind them from that request
 /// until they expire; `LowestPrice` is immune to the price case. Under `LatestPublished`, a supplier that
 /// sees a request before it is mined can publish an offer at the request's maximum ahead of it, and under
@@ -237,6 +239,7 @@ interface IServiceMarket {
     error UnknownRequest(uint256 requestId);
     error WrongRequestStatus(uint256 requestId, RequestStatus status);
     error NotDemander(uint256 requestId, address caller);
+    error NotPayee(uint256 requestId, address caller);
     error RequestExpired(uint256 requestId, uint256 deadline);
     error DeadlineNotReached(uint256 requestId, uint256 deadline);
     error NoAttester(uint256 requestId);
@@ -277,8 +280,8 @@ interface IServiceMarket {
 
     /// @notice Declines a Matched request by its deadline: the request returns to Open (and to matching) with
     /// the agreed price as its maximum, since that is the escrow it still holds (the demander may raise it
-    /// with `raiseMaxUnitPrice`); the declining offer is withdrawn if still listed, so it is never matched
-    /// again (the device may publish a new one).
+    /// with `raiseMaxUnitPrice`); the declining offer is withdrawn if still listed, and no offer of the
+    /// declining device is matched with this request again.
     /// @param requestId The request.
     /// @param auth The call of the agreement's payee (the device's owner at match time), or the device's
     /// signed action `DeclineAgreement`.
@@ -397,6 +400,12 @@ interface IServiceMarket {
     /// @param account The account.
     /// @return The amount in wei.
     function creditOf(address account) external view returns (uint256);
+
+    /// @notice Whether supplier device `deviceId` declined `requestId` (it is then never matched with it again).
+    /// @param requestId The request.
+    /// @param deviceId The supplier device.
+    /// @return Whether it declined.
+    function hasDeclined(uint256 requestId, uint256 deviceId) external view returns (bool);
 
     /// @notice The EIP-712 digest an attester signs to complete the current agreement of a request.
     /// @param requestId The request.
