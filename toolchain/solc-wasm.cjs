@@ -75,6 +75,38 @@ function importResolver(args) {
   };
 }
 
+// Compiles standard JSON with the WebAssembly module directly. solc-js's `compile` passes the input
+// through emscripten's ccall, which copies a string argument onto the WebAssembly stack: a project-sized
+// input (over a megabyte of sources) then leaves too little stack for the compiler itself and it dies
+// with "memory access out of bounds". Here the input goes to the heap, through solc's own allocator.
+function compileStandardJson(input, resolveImport) {
+  const soljson = require("solc/soljson");
+  const alloc = soljson.cwrap("solidity_alloc", "number", ["number"]);
+  const compile = soljson.cwrap("solidity_compile", "number", ["number", "number", "number"]);
+  const reset = soljson.cwrap("solidity_reset", null, []);
+  const toHeap = (text) => {
+    const length = soljson.lengthBytesUTF8(text);
+    const pointer = alloc(length + 1);
+    soljson.stringToUTF8(text, pointer, length + 1);
+    return pointer;
+  };
+  // solidity_compile's callback: (context, kind, data, *contents, *error); solc frees what we allocate.
+  const callback = soljson.addFunction((context, kind, data, contents, error) => {
+    const result =
+      soljson.UTF8ToString(kind) === "source"
+        ? resolveImport(soljson.UTF8ToString(data))
+        : { error: "only source imports are supported" };
+    if (typeof result.contents === "string") soljson.setValue(contents, toHeap(result.contents), "*");
+    else soljson.setValue(error, toHeap(result.error), "*");
+  }, "viiiii");
+  try {
+    return soljson.UTF8ToString(compile(toHeap(input), callback, 0));
+  } finally {
+    soljson.removeFunction(callback);
+    reset();
+  }
+}
+
 function main(args) {
   if (args.includes("--version")) {
     writeAll(1, `solc, the solidity compiler commandline interface\nVersion: ${solc.version()}\n`);
@@ -82,7 +114,7 @@ function main(args) {
   }
   if (args.includes("--standard-json")) {
     const input = readAllStdin();
-    writeAll(1, solc.compile(input, { import: importResolver(args) }) + "\n");
+    writeAll(1, compileStandardJson(input, importResolver(args)) + "\n");
     return 0;
   }
   writeAll(2, "solc-wasm: only --version and --standard-json are supported\n");
