@@ -2,7 +2,9 @@
 # thingledger's one entry point. Every command first makes sure the toolchain
 # is installed (quickly skipped when nothing changed), then does its job.
 #
-#   ./run.sh demo     set up, then run the sales-order story on a local chain
+#   ./run.sh demo     set up, then tell both stories on local chains: the sales order
+#                     (scripts/demo.py), then the field service (scripts/service_demo.py);
+#                     `./run.sh demo sales` or `./run.sh demo service` tells one
 #   ./run.sh test     set up, then run every test gate
 #   ./run.sh bench    set up, then print the benchmark figures
 #   ./run.sh setup    only set up
@@ -99,8 +101,19 @@ cmd="${1:-}"
 case "$cmd" in
   # `setup` runs as a plain command so that `set -e` stops at its first failure.
   setup) setup ;;
-  demo) setup; exec ape run demo "$@" ;;
+  demo)
+    # Each story is its own ape script on its own fresh chain; extra arguments go to each `ape run`.
+    story="${1:-all}"
+    case "$story" in
+      sales | service | all) [[ $# -gt 0 ]] && shift ;;
+      -*) story=all ;;
+      *) die "usage: ./run.sh demo [sales|service] [ape run options]" ;;
+    esac
+    setup
+    if [[ "$story" != service ]]; then ape run demo "$@"; fi
+    if [[ "$story" != sales ]]; then exec ape run service_demo "$@"; fi
+    ;;
   test) setup; exec bash toolchain/test-gates.sh "$@" ;;
   bench) setup; exec bash toolchain/bench.sh "$@" ;;
-  *) die "usage: ./run.sh {demo|test|bench|setup}" ;;
+  *) die "usage: ./run.sh {demo [sales|service]|test|bench|setup}" ;;
 esac

@@ -1,10 +1,10 @@
-"""Gas figures of thingledger's foundation, against the two baselines, on a fresh local chain.
+"""Gas figures of thingledger's contracts, against the two baselines, on a fresh local chain.
 
     python bench/gas_foundation.py            # tables (rich)
     python bench/gas_foundation.py --json     # one JSON object with every figure
 
-Starts its own anvil through Ape's foundry provider, compiles DeviceRegistry and SalesOrder through the Ape
-project and the baselines (bench/baselines/*.sol) with py-solc-x using the very compiler settings ape-solidity
+Starts its own anvil through Ape's foundry provider, compiles DeviceRegistry, SalesOrder and ServiceMarket
+through the Ape project and the baselines (bench/baselines/*.sol) with py-solc-x using the very compiler settings ape-solidity
 uses for the project (read from ape-solidity, not copied), deploys everything in the same run and reads
 `gas_used` from the receipts: whole-transaction gas, 21,000 intrinsic and calldata included.
 
@@ -192,7 +192,7 @@ def project_compiler_settings() -> dict[str, Any]:
     from ape import compilers
 
     by_version = compilers.solidity.get_compiler_settings(
-        [ROOT / "contracts" / "DeviceRegistry.sol", ROOT / "contracts" / "SalesOrder.sol"]
+        [ROOT / "contracts" / name for name in ("DeviceRegistry.sol", "SalesOrder.sol", "ServiceMarket.sol")]
     )
     if len(by_version) != 1:
         raise RuntimeError(f"expected one solc version for the project, ape-solidity reports {list(by_version)}")
@@ -658,6 +658,19 @@ def run_benchmark(reps: int) -> dict[str, Any]:
             "pays the seller at once (no escrow, no release)",
         )
 
+        # ------------------------------------------------------------------ ServiceMarket (last: changes no row above)
+        measure_market(
+            rec,
+            reps,
+            market_type=project.ServiceMarket,
+            registry=registry,
+            accounts_=(admin, manufacturer, relayer, *accounts.test_accounts[6:8]),
+            now=now,
+            device_signature=device_signature,
+            typed_data=typed_data,
+            receipt_of=receipt_of,
+        )
+
     targets = []
     for name, numerator, denominator, limit, limit_text in TARGETS:
         ratio = rec.gas(numerator) / rec.gas(denominator)
@@ -702,11 +715,168 @@ def run_benchmark(reps: int) -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------------------------------------- ServiceMarket
+
+MARKET_SERVICE = "repair:infusion-pump"
+MARKET_EMPTY_SERVICE = "calibration:infusion-pump"  # no offer until the matchRequest rows
+OFFER_PRICE_WEI = 30_000_000 * 10**9  # 0.03 ether per unit (an hour of work), a little more for each new offer
+MAX_PRICE_WEI = 50_000_000 * 10**9  # the requests' maximum: 0.05 ether per unit
+OFFER_UNITS = 1_000
+REQUEST_UNITS = 2
+
+
+def measure_market(
+    rec: Recorder,
+    reps: int,
+    *,
+    market_type: Any,
+    registry: Any,
+    accounts_: tuple[Any, ...],
+    now: Any,
+    device_signature: Any,
+    typed_data: Any,
+    receipt_of: Any,
+) -> None:
+    """ServiceMarket rows. Fresh supplier devices (owned by `supplier`) publish offers of one service type at
+    rising prices, so each new offer is the newest and the dearest (a price hint of the previous offer is
+    exact). Requests use LatestPublished, so a match looks at one offer; bench/gas_market_matching.py measures
+    longer walks and large markets. No protocol fee is set (as deployed)."""
+    from ape import chain
+    from eth_account import Account
+    from eth_utils import keccak
+
+    admin, manufacturer, relayer, supplier, demander = accounts_
+    market = admin.deploy(market_type, registry, admin)
+    rec.add("deploy", "deploy.ServiceMarket", "deploy ServiceMarket", [gas_of(receipt_of(market))], "once per chain")
+    chain_id = chain.chain_id
+    service, empty_service = keccak(text=MARKET_SERVICE), keccak(text=MARKET_EMPTY_SERVICE)
+    attester = key_account("attester", 0)
+
+    # Devices 0 (the type's first offer), 1..reps (owner path), reps+1..2*reps (device-signed); the last one
+    # also republishes, and the declines take the newest offers back.
+    keys = [key_account("market supplier", i) for i in range(2 * reps + 1)]
+    for i, key in enumerate(keys):
+        record = manufacturing_record(1000 + i)
+        deadline = now() + ONE_HOUR
+        message = typed_data.provision_message(chain_id, registry.address, key.address, manufacturer.address, record,
+                                               deadline)
+        signature = Account.sign_typed_data(key.key, full_message=message).signature
+        registry.provision(key.address, typed_data.record_tuple(record), deadline, signature, sender=manufacturer)
+        registry.transferFrom(manufacturer, supplier, int(key.address, 16), sender=manufacturer)
+        registry.activate(int(key.address, 16), sender=supplier)
+    device_ids = [int(key.address, 16) for key in keys]
+    published = [0]
+
+    def publish(index: int, service_type: bytes = service, signed: bool = False) -> int:
+        device_id = device_ids[index]
+        published[0] += 1
+        price = OFFER_PRICE_WEI + published[0] * 10**9
+        valid_until = now() + 7 * 24 * ONE_HOUR
+        uri = metadata_uri(f"offer {published[0]}")
+        market_state = market.marketOf(service_type)
+        hint = market_state.dearest  # every new price is the highest so far
+        terms = (service_type, price, OFFER_UNITS, valid_until, uri)
+        if signed:
+            deadline = now() + ONE_HOUR
+            action = typed_data.publish_offer_action_hash(service_type, price, OFFER_UNITS, valid_until, uri)
+            auth = (deadline, device_signature(device_id, keys[index], market.address, action, deadline))
+            return gas_of(market.publishOffer(device_id, terms, hint, auth, sender=relayer))
+        return gas_of(market.publishOffer(device_id, terms, hint, (0, b""), sender=supplier))
+
+    def post(service_type: bytes = service) -> tuple[int, int]:
+        terms = (service_type, REQUEST_UNITS, MAX_PRICE_WEI, now() + 3 * 24 * ONE_HOUR, 0, attester.address)
+        receipt = market.postRequest(terms, value=MAX_PRICE_WEI * REQUEST_UNITS, sender=demander)
+        return gas_of(receipt), market.lastRequestId()
+
+    def evidence(request_id: int) -> bytes:
+        return keccak(text=f'{{"request":{request_id},"flow_ml_h":125.0,"set_ml_h":125.0,"occlusion_alarm":false}}')
+
+    # ------------------------------------------------------------------ offers
+    first_gas = publish(0)
+    rec.add("market", "market.publishOffer.first_of_type", "publishOffer (first offer of a service type)",
+            [first_gas], "owner path; the service type's list ends go zero -> non-zero")
+    rec.add("market", "market.publishOffer.owner", "publishOffer (owner path)",
+            [publish(i) for i in range(1, reps + 1)],
+            "a device's first offer of the type, appended as the newest and dearest; the owner calls")
+    rec.add("market", "market.publishOffer.device_signed", "publishOffer (device-signed, relayer submits)",
+            [publish(i, signed=True) for i in range(reps + 1, 2 * reps + 1)],
+            "as the owner path, with the device's DeviceAction signature checked by the registry (nonce used)")
+    rec.add("market", "market.publishOffer.replace", "publishOffer (replaces the device's listed offer)",
+            [publish(2 * reps) for _ in range(reps)],
+            "owner path; the device's newest offer is withdrawn and the new one appended in its place")
+
+    # ------------------------------------------------------------------ requests
+    # The first request moves the request counter 0 -> 1; excluded.
+    first_empty_gas, first_request = post(empty_service)
+    empty_gas, open_requests = [], []
+    for _ in range(reps):
+        gas, request_id = post(empty_service)
+        empty_gas.append(gas)
+        open_requests.append(request_id)
+    rec.add("market", "market.postRequest.no_offer", "postRequest (no offer found)", empty_gas,
+            f"escrow taken, walk finds an empty list, request stays Open; the very first ({first_empty_gas:,}: "
+            "request counter 0 -> 1) excluded")
+    # The first match credits the demander's refund to a zero slot; excluded.
+    first_match_gas, _ = post()
+    matched_gas, matched = [], []
+    for _ in range(3 * reps + 1):
+        gas, request_id = post()
+        matched_gas.append(gas)
+        matched.append(request_id)
+    rec.add("market", "market.postRequest.match", "postRequest + match (LatestPublished, 1 offer looked at)",
+            matched_gas,
+            "takes 2 units of the newest offer; the price difference goes to the demander's (non-zero) credit; "
+            f"the first ({first_match_gas:,}: credit 0 -> non-zero) excluded")
+    publish(0, service_type=empty_service)
+    match_gas = [gas_of(market.matchRequest(request_id, sender=relayer)) for request_id in open_requests]
+    if any(market.getRequest(request_id).status != 2 for request_id in open_requests):
+        raise RuntimeError("matchRequest left a request unmatched")
+    rec.add("market", "market.matchRequest", "matchRequest (an Open request, 1 offer looked at)", match_gas,
+            "anyone calls it once an offer arrived; the demander's credit was non-zero")
+
+    # ------------------------------------------------------------------ completion and withdraw
+    market.confirmCompletion(matched[0], evidence(matched[0]), sender=demander)  # payee credit 0 -> non-zero
+    rec.add("market", "market.confirmCompletion", "confirmCompletion (by the demander)",
+            [gas_of(market.confirmCompletion(rid, evidence(rid), sender=demander)) for rid in matched[1 : reps + 1]],
+            "agreed price to the payee's (non-zero) credit; no protocol fee set")
+    attested_gas = []
+    for request_id in matched[reps + 1 : 2 * reps + 1]:
+        request = market.getRequest(request_id)
+        message = typed_data.completion_message(chain_id, market.address, request_id, request.offerId, request.round,
+                                                evidence(request_id))
+        signature = Account.sign_typed_data(attester.key, full_message=message).signature
+        attested_gas.append(gas_of(market.completeWithAttestation(request_id, evidence(request_id), signature,
+                                                                  sender=supplier)))
+    rec.add("market", "market.completeWithAttestation", "completeWithAttestation (attester's EIP-712 signature)",
+            attested_gas, "the supplier submits the attester's (EOA) Completion statement; payee's credit non-zero")
+    withdraw_gas = []
+    for request_id in matched[2 * reps + 1 :]:
+        market.confirmCompletion(request_id, evidence(request_id), sender=demander)
+        withdraw_gas.append(gas_of(market.withdraw(sender=supplier)))
+    rec.add("market", "market.withdraw", "withdraw", withdraw_gas,
+            "the supplier company (EOA) takes its whole credit after each completion")
+
+    # ------------------------------------------------------------------ decline
+    decline_gas = []
+    for _ in range(reps):
+        _, request_id = post()
+        request = market.getRequest(request_id)
+        index = device_ids.index(market.getOffer(request.offerId).deviceId)
+        deadline = now() + ONE_HOUR
+        action = typed_data.decline_agreement_action_hash(request_id, request.round)
+        signature = device_signature(device_ids[index], keys[index], market.address, action, deadline)
+        decline_gas.append(gas_of(market.declineAgreement(request_id, (deadline, signature), sender=relayer)))
+    rec.add("market", "market.declineAgreement.device_signed", "declineAgreement (device-signed, relayer submits)",
+            decline_gas,
+            "request back to Open; the declining offer (the newest, each time another device's) leaves the lists")
+
+
 # ---------------------------------------------------------------------------------------------- output
 
 SECTIONS = (
     ("device", "DeviceRegistry"),
     ("order", "SalesOrder"),
+    ("market", "ServiceMarket"),
     ("baseline", "Baselines"),
     ("deploy", "Deployments (context)"),
 )

@@ -88,16 +88,19 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
         if (device.state != IDeviceRegistry.DeviceState.Active) revert SupplierNotActive(deviceId);
         offerId = ++_lastOfferId;
         if (priceHint == offerId) revert BadPriceHint(priceHint);
+        uint256 start = priceHint;
         uint40 replaced = _listedOffers[deviceId][terms.serviceType];
         if (replaced != 0) {
             // One listed offer per device and service type: the new one replaces it.
             Offer storage old = _offers[replaced];
-            if (priceHint == replaced) priceHint = old.cheaper;
+            if (priceHint == replaced) start = old.cheaper;
             _unlink(_markets[terms.serviceType], old);
             emit OfferWithdrawn(replaced, terms.serviceType, deviceId);
         }
         _storeOffer(uint40(offerId), deviceId, device.epoch, terms);
-        _insertByPrice(_markets[terms.serviceType], terms.serviceType, uint40(offerId), terms.unitPrice, priceHint);
+        _insertByPrice(
+            _markets[terms.serviceType], terms.serviceType, uint40(offerId), terms.unitPrice, start, priceHint
+        );
         emit OfferPublished(
             offerId, terms.serviceType, deviceId, terms.unitPrice, terms.units, terms.validUntil, terms.metadataURI
         );
@@ -115,7 +118,8 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
         uint40 formerCheaper = offer.cheaper;
         _unlinkByPrice(market, offer);
         offer.unitPrice = newPrice;
-        _insertByPrice(market, serviceType, uint40(offerId), newPrice, priceHint == offerId ? formerCheaper : priceHint);
+        uint256 start = priceHint == offerId ? formerCheaper : priceHint;
+        _insertByPrice(market, serviceType, uint40(offerId), newPrice, start, priceHint);
         emit OfferPriceUpdated(offerId, serviceType, newPrice);
         _authorize(offer.deviceId, _updateOfferPriceActionHash(offerId, unitPrice), auth);
     }
@@ -351,9 +355,11 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
                 revert OfferNotListed(cursor);
             }
         }
-        offerIds = new uint256[](limit);
+        // Never more than what is listed, so a large `limit` is no error.
+        uint256 listed = market.listed;
+        offerIds = new uint256[](limit < listed ? limit : listed);
         uint256 count;
-        while (current != 0 && count < limit) {
+        while (current != 0 && count < offerIds.length) {
             offerIds[count++] = current;
             current = _nextOf(_offers[current], order);
         }
@@ -567,12 +573,17 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
     }
 
     /// @dev Links an offer into its type's price list after every offer priced at or below `unitPrice`,
-    /// starting the search at `hint`.
-    function _insertByPrice(Market storage market, bytes32 serviceType, uint40 offerId, uint256 unitPrice, uint256 hint)
-        private
-    {
+    /// starting the search at `start`, which the caller's `hint` stands for (errors name the `hint`).
+    function _insertByPrice(
+        Market storage market,
+        bytes32 serviceType,
+        uint40 offerId,
+        uint256 unitPrice,
+        uint256 start,
+        uint256 hint
+    ) private {
         (uint40 cheaper, uint40 dearer, bool placed) =
-            _findPriceSlot(market, serviceType, unitPrice, hint, MAX_HINT_STEPS);
+            _findPriceSlot(market, serviceType, unitPrice, start, MAX_HINT_STEPS);
         if (!placed) revert PriceHintTooFar(hint);
         Offer storage offer = _offers[offerId];
         offer.cheaper = cheaper;

@@ -1,4 +1,5 @@
-"""Fixtures of the DeviceRegistry and SalesOrder `ape test` suites (helpers: contract_helpers.py).
+"""Fixtures of the DeviceRegistry, SalesOrder and ServiceMarket `ape test` suites (helpers:
+contract_helpers.py, market_helpers.py).
 
 Deployments are session scoped: ape's isolation takes a chain snapshot around every test and
 reverts it afterwards, so every test starts from the same freshly deployed contracts without
@@ -10,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from contract_helpers import DAY, MANUFACTURER_ROLE, RELEASE, Kit
+from market_helpers import SUPPLIER_POOL, MarketKit
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +96,43 @@ def gate(kit, registry, gate_owner, seller):
 
 
 @pytest.fixture(scope="session")
-def _deployments(registry, registry2, sales, gate):
+def supplier(accounts):
+    """Owner of the ServiceMarket supplier devices."""
+    return accounts[8]
+
+
+@pytest.fixture(scope="session")
+def fee_recipient(accounts):
+    """Receives ServiceMarket's protocol fee when the tests configure one."""
+    return accounts[9]
+
+
+@pytest.fixture(scope="session")
+def market(project, admin, registry):
+    return admin.deploy(project.ServiceMarket, registry, admin)
+
+
+@pytest.fixture(scope="session")
+def market2(project, admin, registry):
+    """A second ServiceMarket on the same registry (for cross-deployment replay)."""
+    return admin.deploy(project.ServiceMarket, registry, admin)
+
+
+@pytest.fixture(scope="session")
+def mkit(kit, market):
+    return MarketKit(kit, market)
+
+
+@pytest.fixture(scope="session")
+def suppliers(kit, supplier):
+    """SUPPLIER_POOL Active supplier devices owned by ``supplier``.  A device lists at most one offer per
+    service type, so the tests that fill a market (beyond MAX_HINT_STEPS or MAX_MATCH_STEPS offers) need
+    that many devices; provisioning them once here is much cheaper than in every such test."""
+    return tuple(kit.new_device(owner=supplier) for _ in range(SUPPLIER_POOL))
+
+
+@pytest.fixture(scope="session")
+def _deployments(registry, registry2, sales, gate, market, market2, mkit, suppliers):
     """Every session-scoped deployment at once.  The contract test modules request it for every
     test (``pytestmark``), so that no later test introduces a session fixture mid-run, which would
     force ape to re-base its snapshots.  Not autouse: tests elsewhere under tests/ need none of it."""

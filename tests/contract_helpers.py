@@ -71,6 +71,10 @@ def _raw_revert_data(err: ContractLogicError) -> bytes | None:
         return bytes.fromhex(message[2:])
     match = re.search(r"custom error 0x([0-9a-fA-F]{8}):? ?(.*)$", str(base or message), re.S)
     if match:
+        tail = match.group(2).strip()
+        # The node reports the arguments as hex (eth_call reverts of errors with arguments).
+        if re.fullmatch(r"(0x)?([0-9a-fA-F]{64})*", tail):
+            return bytes.fromhex(match.group(1)) + bytes.fromhex(tail.removeprefix("0x"))
         try:
             return bytes.fromhex(match.group(1)) + match.group(2).encode("latin-1")
         except UnicodeEncodeError:

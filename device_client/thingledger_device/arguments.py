@@ -65,6 +65,17 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def positive_seconds(text: str) -> float:
+    """argparse type: a number of seconds above 0 (decimals allowed)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number of seconds")
+    return value
+
+
 def run(build_parser: Callable[[], ArgumentParser], argv: Sequence[str] | None) -> int:
     """Parses `argv`, runs the chosen command, reports failures; returns the exit code."""
     arguments = list(sys.argv[1:] if argv is None else argv)

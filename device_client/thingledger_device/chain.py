@@ -1,5 +1,6 @@
-"""Access to the chain through web3 (HTTP JSON-RPC): the two contracts, retries with exponential backoff,
-and failures (unreachable node, reverts, rejected transactions) turned into one-line errors.
+"""Access to the chain through web3 (HTTP JSON-RPC): DeviceRegistry and SalesOrder (ServiceMarket lives in
+market.py), retries with exponential backoff, and failures (unreachable node, reverts, rejected
+transactions) turned into one-line errors.
 
 web3 takes ~0.4 s to import, so only commands that talk to the chain import this module.
 """
@@ -21,7 +22,7 @@ from web3.exceptions import (
     Web3Exception,
 )
 
-from .contracts import DEVICE_STATES, ORDER_STATUSES, REGISTRY, SALES_ORDER, decode_error, load_abi
+from .contracts import DEVICE_STATES, ORDER_STATUSES, REGISTRY, SALES_ORDER, decode_error, enum_name, load_abi
 from .deployment import Deployment
 from .errors import DeviceClientError
 
@@ -71,11 +72,12 @@ class DeviceInfo:
 
 @dataclass(frozen=True)
 class TransactionResult:
-    """A mined, successful transaction."""
+    """A mined, successful transaction (`logs`: its receipt's logs, as web3 returns them)."""
 
     tx_hash: str
     gas_used: int
     block_number: int
+    logs: tuple[Any, ...] = ()
 
 
 class Chain:
@@ -144,9 +146,15 @@ class Chain:
                 raise DeviceClientError(f"{what} failed: {_rpc_message(error)}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def call(self, function: ContractFunction, what: str) -> Any:
-        """eth_call of a contract function."""
-        return self._rpc(what, lambda: function.call())
+    def rpc(self, what: str, operation: Callable[[], T]) -> T:
+        """Runs a web3 operation with the client's retries and one-line errors (see `_rpc`)."""
+        return self._rpc(what, operation)
+
+    def call(self, function: ContractFunction, what: str, block: int | None = None) -> Any:
+        """eth_call of a contract function, at the latest block or at `block`."""
+        if block is None:
+            return self._rpc(what, lambda: function.call())
+        return self._rpc(what, lambda: function.call(block_identifier=block))
 
     # ------------------------------------------------------------------ chain
 
@@ -162,7 +170,10 @@ class Chain:
             )
 
     def latest_timestamp(self) -> int:
-        return int(self._rpc("eth_getBlockByNumber", lambda: self.web3.eth.get_block("latest"))["timestamp"])
+        return self.block_timestamp("latest")
+
+    def block_timestamp(self, block: int | str) -> int:
+        return int(self._rpc("eth_getBlockByNumber", lambda: self.web3.eth.get_block(block))["timestamp"])
 
     # ------------------------------------------------------------------ SalesOrder
 
@@ -181,7 +192,7 @@ class Chain:
             seller=Web3.to_checksum_address(seller),
             buyer=Web3.to_checksum_address(buyer),
             price=int(price),
-            status=_enum_name(ORDER_STATUSES, status),
+            status=enum_name(ORDER_STATUSES, status),
             pickup_deadline=int(pickup_deadline),
             device_id=int(device_id),
             make=str(make),
@@ -219,14 +230,14 @@ class Chain:
     def device_id_of_key(self, key: str) -> int:
         return int(self.call(self.registry.functions.deviceIdOfKey(key), f"DeviceRegistry.deviceIdOfKey({key})"))
 
-    def device(self, device_id: int) -> DeviceInfo:
+    def device(self, device_id: int, block: int | None = None) -> DeviceInfo:
         key, state, warranty_end, nonce, epoch = self.call(
-            self.registry.functions.getDevice(device_id), f"DeviceRegistry.getDevice({device_id})"
+            self.registry.functions.getDevice(device_id), f"DeviceRegistry.getDevice({device_id})", block
         )
         return DeviceInfo(
             device_id=device_id,
             key=Web3.to_checksum_address(key),
-            state=_enum_name(DEVICE_STATES, state),
+            state=enum_name(DEVICE_STATES, state),
             warranty_end=int(warranty_end),
             nonce=int(nonce),
             epoch=int(epoch),
@@ -246,15 +257,22 @@ class Chain:
     # ------------------------------------------------------------------ transactions
 
     def transact(
-        self, account: LocalAccount, function: ContractFunction, what: str, receipt_timeout: float = RECEIPT_TIMEOUT
+        self,
+        account: LocalAccount,
+        function: ContractFunction,
+        what: str,
+        receipt_timeout: float = RECEIPT_TIMEOUT,
+        value: int = 0,
     ) -> TransactionResult:
-        """Estimates (a revert surfaces here, decoded), signs with `account`, sends, waits for the receipt
-        (at most `receipt_timeout` seconds)."""
+        """Estimates (a revert surfaces here, decoded), signs with `account`, sends (with `value` wei), waits
+        for the receipt (at most `receipt_timeout` seconds)."""
         sender = account.address
 
         def build() -> Any:
             nonce = self.web3.eth.get_transaction_count(sender, "pending")
-            return function.build_transaction({"from": sender, "nonce": nonce, "chainId": self.deployment.chain_id})
+            return function.build_transaction(
+                {"from": sender, "nonce": nonce, "chainId": self.deployment.chain_id, "value": value}
+            )
 
         transaction = self._rpc(what, build)
         signed = account.sign_transaction(transaction)
@@ -275,7 +293,10 @@ class Chain:
         if receipt["status"] != 1:
             raise DeviceClientError(f"{what} failed on chain: transaction 0x{tx_hash.hex()} reverted")
         return TransactionResult(
-            tx_hash="0x" + tx_hash.hex(), gas_used=int(receipt["gasUsed"]), block_number=int(receipt["blockNumber"])
+            tx_hash="0x" + tx_hash.hex(),
+            gas_used=int(receipt["gasUsed"]),
+            block_number=int(receipt["blockNumber"]),
+            logs=tuple(receipt["logs"]),
         )
 
 
@@ -284,11 +305,6 @@ def connect(rpc_url: str, deployment: Deployment) -> Chain:
     chain = Chain(rpc_url, deployment)
     chain.check_chain()
     return chain
-
-
-def _enum_name(names: tuple[str, ...], value: Any) -> str:
-    index = int(value)
-    return names[index] if 0 <= index < len(names) else f"unknown({index})"
 
 
 def _rpc_message(error: Exception) -> str:

@@ -1,6 +1,9 @@
 """thingledger-device: the warehouse gate / IoT device side of thingledger.
 
     thingledger-device keygen | address | sign-provisioning | status | challenge | verify | pickup
+    thingledger-device offers | publish-offer | update-offer-price | withdraw-offer | decline | request |
+                       confirm | attest | raise-max-price | cancel-request | refund | match-request |
+                       request-status | withdraw-credit        (the service market: market_cli.py)
 
 Every subcommand takes --deployment, --rpc, --keystore, --password-file, --state-dir and --json.
 """
@@ -15,20 +18,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .arguments import ArgumentParser, Handler, non_negative_int, positive_int, read_input, run
+from .command_steps import GAS_PASSWORD_ENV, chain_of, deployment_of, device_account, device_address, gas_payer
 from .errors import DeviceClientError
 from .output import Output
 
 if TYPE_CHECKING:
-    from eth_account.signers.local import LocalAccount
-
-    from .chain import Chain
     from .challenge import ChallengeResponse, ChallengeStore
-    from .deployment import Deployment
     from .receipt import Receipt
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
 DEFAULT_STATE_DIR = "~/.thingledger"
-GAS_PASSWORD_ENV = "THINGLEDGER_GAS_KEYSTORE_PASSWORD"
 PROVISIONING_SIGNATURE_LIFETIME = 3600
 
 
@@ -36,39 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(build_parser, argv)
 
 
-# ---------------------------------------------------------------------- shared steps
-
-
-def _deployment(args: argparse.Namespace) -> Deployment:
-    from .deployment import load_deployment
-
-    return load_deployment(args.deployment)
-
-
-def _chain(args: argparse.Namespace) -> Chain:
-    deployment = _deployment(args)
-    from .chain import connect  # imports web3: only for commands that talk to the chain
-
-    return connect(args.rpc, deployment)
-
-
-def _device_address(args: argparse.Namespace) -> str:
-    from .keystore import keystore_address
-
-    return keystore_address(args.keystore)
-
-
-def _unlock(keystore: str | None, password_file: str | None, env_name: str, purpose: str) -> LocalAccount:
-    from .keystore import read_keystore, resolve_password, unlock_keystore
-
-    read_keystore(keystore)  # a missing or malformed file fails before asking for a password
-    return unlock_keystore(keystore, resolve_password(password_file, env_name=env_name, purpose=purpose))
-
-
-def _device_account(args: argparse.Namespace) -> LocalAccount:
-    from .keystore import PASSWORD_ENV
-
-    return _unlock(args.keystore, args.password_file, PASSWORD_ENV, f"device keystore {args.keystore}")
+# ---------------------------------------------------------------------- shared steps (more in command_steps.py)
 
 
 def _store(args: argparse.Namespace) -> ChallengeStore:
@@ -112,7 +79,7 @@ def cmd_keygen(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_address(args: argparse.Namespace, out: Output) -> int:
-    address = _device_address(args)
+    address = device_address(args)
     if out.json_mode:
         out.json({"address": address})
     else:
@@ -124,11 +91,11 @@ def cmd_sign_provisioning(args: argparse.Namespace, out: Output) -> int:
     from .provisioning import load_record, sign_provisioning
     from .values import parse_address
 
-    deployment = _deployment(args)
+    deployment = deployment_of(args)
     manufacturer = parse_address(args.manufacturer, "--manufacturer")
     record = load_record(args.record)
     deadline = args.deadline if args.deadline is not None else int(time.time()) + PROVISIONING_SIGNATURE_LIFETIME
-    payload = sign_provisioning(_device_account(args), deployment, manufacturer, record, deadline)
+    payload = sign_provisioning(device_account(args), deployment, manufacturer, record, deadline)
     out.json(payload)
     out.note(f"provisioning signature of {payload['key']} for manufacturer {manufacturer}, valid until {deadline}")
     return 0
@@ -137,8 +104,8 @@ def cmd_sign_provisioning(args: argparse.Namespace, out: Output) -> int:
 def cmd_status(args: argparse.Namespace, out: Output) -> int:
     from .status import read_status
 
-    address = _device_address(args)
-    status = read_status(_chain(args), address)
+    address = device_address(args)
+    status = read_status(chain_of(args), address)
     out.result(status, "device status", list(status.items()))
     return 0
 
@@ -148,9 +115,9 @@ def cmd_challenge(args: argparse.Namespace, out: Output) -> int:
     from .pickup import issue_challenge
 
     receipt = _receipt(args)
-    address = _device_address(args)
+    address = device_address(args)
     store = _store(args)
-    challenge = issue_challenge(_chain(args), address, receipt, store, args.ttl, int(time.time()))
+    challenge = issue_challenge(chain_of(args), address, receipt, store, args.ttl, int(time.time()))
     out.json(challenge.to_json())
     out.note(
         f"challenge for order {challenge.order_id} at gate {challenge.gate_id}, "
@@ -164,8 +131,8 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
 
     receipt = _receipt(args)
     response = _response(args)
-    address = _device_address(args)
-    verified = verify_pickup(_chain(args), address, receipt, response, _store(args), int(time.time()))
+    address = device_address(args)
+    verified = verify_pickup(chain_of(args), address, receipt, response, _store(args), int(time.time()))
     document = verified.to_json()
     out.result(document, f"pickup of order {verified.order.order_id} verified", verified.rows())
     return 0
@@ -186,15 +153,17 @@ def cmd_pickup(args: argparse.Namespace, out: Output) -> int:
         pulse_seconds=args.gpio_pulse,
         echo=None if out.json_mode else sys.stderr,
     )
-    device = _device_account(args)
-    if args.gas_keystore:
-        gas_payer = _unlock(
-            args.gas_keystore, args.gas_password_file, GAS_PASSWORD_ENV, f"gas keystore {args.gas_keystore}"
-        )
-    else:
-        gas_payer = device
+    device = device_account(args)
     result = run_pickup(
-        _chain(args), device, gas_payer, receipt, response, _store(args), actuator, args.actuator, int(time.time())
+        chain_of(args),
+        device,
+        gas_payer(args, device),
+        receipt,
+        response,
+        _store(args),
+        actuator,
+        args.actuator,
+        int(time.time()),
     )
     document = result.to_json()
     out.result(document, f"order {result.verified.order.order_id} released", result.rows())
@@ -243,7 +212,7 @@ def _common_options() -> ArgumentParser:
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="thingledger-device",
-        description="thingledger device client: device key, provisioning signature, warehouse pickup.",
+        description="thingledger device client: device key, provisioning signature, warehouse pickup, service market.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
     common = [_common_options()]
@@ -291,4 +260,8 @@ def build_parser() -> ArgumentParser:
             sub.add_argument(
                 "--gpio-pulse", type=float, default=2.0, metavar="SECONDS", help="how long the output stays on"
             )
+
+    from .market_cli import add_market_commands
+
+    add_market_commands(command)
     return parser

@@ -10,15 +10,28 @@ from typing import Any
 
 REGISTRY = "DeviceRegistry"
 SALES_ORDER = "SalesOrder"
+SERVICE_MARKET = "ServiceMarket"
 
 # Solidity enums, by their ABI internal type: index -> name.
 DEVICE_STATES = ("None", "Provisioned", "Active", "Suspended", "Decommissioned")
 ORDER_STATUSES = ("None", "Listed", "Paid", "Released", "Refunded", "Cancelled")
+MATCHING_POLICIES = ("LatestPublished", "LowestPrice", "EarliestPublished")
+REQUEST_STATUSES = ("None", "Open", "Matched", "Completed", "Refunded", "Cancelled")
+PRUNE_REASONS = ("Expired", "SupplierNotActive", "SupplierOwnerChanged")
 ENUM_NAMES = {
     "enum IDeviceRegistry.DeviceState": DEVICE_STATES,
     "enum ISalesOrder.OrderStatus": ORDER_STATUSES,
+    "enum IServiceMarket.MatchingPolicy": MATCHING_POLICIES,
+    "enum IServiceMarket.RequestStatus": REQUEST_STATUSES,
+    "enum IServiceMarket.PruneReason": PRUNE_REASONS,
 }
 PERMISSION_RELEASE = 1 << 2
+
+
+def enum_name(names: tuple[str, ...], value: Any) -> str:
+    """The name of a Solidity enum value (one of the tuples above), or "unknown(N)"."""
+    index = int(value)
+    return names[index] if 0 <= index < len(names) else f"unknown({index})"
 
 
 @cache
@@ -59,7 +72,8 @@ def _error_table() -> dict[bytes, dict[str, Any]]:
     from eth_utils.crypto import keccak
 
     table: dict[bytes, dict[str, Any]] = {}
-    for contract in (SALES_ORDER, REGISTRY):
+    # Errors of the same signature (NotDeviceOwner, ZeroAddress) have the same selector in every contract.
+    for contract in (SALES_ORDER, REGISTRY, SERVICE_MARKET):
         for entry in load_abi(contract):
             if entry.get("type") == "error":
                 signature = f"{entry['name']}({','.join(_canonical_type(i) for i in entry.get('inputs', []))})"
@@ -68,7 +82,7 @@ def _error_table() -> dict[bytes, dict[str, Any]]:
 
 
 def decode_error(data: str | bytes | None) -> DecodedError | None:
-    """Decodes revert data against the custom errors of both contracts; None when it matches none."""
+    """Decodes revert data against the custom errors of the three contracts; None when it matches none."""
     from eth_abi.abi import decode
     from eth_utils.address import to_checksum_address
 

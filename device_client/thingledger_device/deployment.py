@@ -1,8 +1,13 @@
-"""The deployment file the deploy script writes: which chain, and where DeviceRegistry and SalesOrder live.
+"""The deployment file the deploy script writes: which chain, and where DeviceRegistry, SalesOrder and
+ServiceMarket live.
 
 {"chainId": 31337, "network": "ethereum:local", "deployer": "0x...",
  "contracts": {"DeviceRegistry": {"address": "0x...", "block": 1},
-               "SalesOrder": {"address": "0x...", "block": 2}}}
+               "SalesOrder": {"address": "0x...", "block": 2},
+               "ServiceMarket": {"address": "0x...", "block": 3}}}
+
+ServiceMarket is optional: files written before the market existed lack it, and only the market commands
+need it (they fail with `require_service_market`'s one-line error).
 """
 
 from __future__ import annotations
@@ -32,6 +37,16 @@ class Deployment:
     deployer: str
     registry: ContractLocation
     sales_order: ContractLocation
+    service_market: ContractLocation | None = None
+
+    def require_service_market(self) -> ContractLocation:
+        """Where ServiceMarket lives; an error naming the missing contract for older deployment files."""
+        if self.service_market is None:
+            raise DeviceClientError(
+                f"the deployment file for chain {self.chain_id} has no ServiceMarket contract "
+                "(written before the market existed): redeploy with the current deploy script"
+            )
+        return self.service_market
 
 
 def load_deployment(path: str | Path | None) -> Deployment:
@@ -62,6 +77,7 @@ def parse_deployment(text: str, source: str = "deployment") -> Deployment:
         deployer=deployer,
         registry=_location(contracts, "DeviceRegistry", source),
         sales_order=_location(contracts, "SalesOrder", source),
+        service_market=_location(contracts, "ServiceMarket", source) if "ServiceMarket" in contracts else None,
     )
 
 

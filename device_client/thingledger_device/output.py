@@ -41,6 +41,29 @@ class Output:
             table.add_row(name, _show(value))
         Console(file=self.stdout, width=max(100, _terminal_width(self.stdout))).print(table)
 
+    def grid(self, title: str, headers: Sequence[str], rows: Sequence[Sequence[str]], empty: str) -> None:
+        """A table with a header row for people; `empty` is shown instead when there are no rows."""
+        from rich.console import Console
+        from rich.markup import escape
+        from rich.table import Table
+
+        console = Console(file=self.stdout, width=max(130, _terminal_width(self.stdout)))
+        if not rows:
+            console.print(f"[bold]{escape(title)}[/bold]: {escape(empty)}")
+            return
+        table = Table(title=title, title_justify="left", title_style="bold", header_style="cyan")
+        for header in headers:
+            table.add_column(header, overflow="fold")
+        for row in rows:
+            table.add_row(*(escape(cell) for cell in row))
+        console.print(table)
+
+    def markup(self, text: str) -> None:
+        """One line of rich markup on stdout (people's mode)."""
+        from rich.console import Console
+
+        Console(file=self.stdout, width=max(100, _terminal_width(self.stdout)), soft_wrap=True).print(text)
+
     def line(self, text: str) -> None:
         """A plain line on stdout (people's mode)."""
         print(text, file=self.stdout, flush=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from client_helpers import DEPLOYER, REGISTRY, SALES_ORDER
+from client_helpers import DEPLOYER, REGISTRY, SALES_ORDER, SERVICE_MARKET
 from hypothesis import given
 from hypothesis import strategies as st
 from thingledger_device.deployment import load_deployment, parse_deployment
@@ -104,3 +104,30 @@ def test_deeply_nested_json_is_a_client_error() -> None:
         parse_deployment("[" * 10_000)
     with pytest.raises(DeviceClientError, match="longer than"):
         parse_deployment(" " * 100_000)
+
+
+def test_service_market_is_optional() -> None:
+    assert parse_deployment(json.dumps(valid_document())).service_market is None
+    document = valid_document()
+    document["contracts"]["ServiceMarket"] = {"address": SERVICE_MARKET.lower(), "block": 5}
+    deployment = parse_deployment(json.dumps(document))
+    assert deployment.service_market is not None and deployment.service_market.address == SERVICE_MARKET
+    assert deployment.require_service_market().block == 5
+    with pytest.raises(DeviceClientError, match="for chain 31337 has no ServiceMarket contract"):
+        parse_deployment(json.dumps(valid_document())).require_service_market()
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"address": "0x1234", "block": 5}, "contracts.ServiceMarket.address"),
+        ({"block": 5}, "missing field 'address'"),
+        ("0xabc", "contracts.ServiceMarket must be an object"),
+    ],
+)
+def test_a_malformed_service_market_entry_is_refused(entry: Any, message: str) -> None:
+    document = valid_document()
+    document["contracts"]["ServiceMarket"] = entry
+    with pytest.raises(DeviceClientError) as raised:
+        parse_deployment(json.dumps(document))
+    assert message in raised.value.message

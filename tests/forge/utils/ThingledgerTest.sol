@@ -7,6 +7,8 @@ import {DeviceRegistry} from "../../../contracts/DeviceRegistry.sol";
 import {SalesOrder} from "../../../contracts/SalesOrder.sol";
 import {IDeviceRegistry} from "../../../interfaces/IDeviceRegistry.sol";
 import {ISalesOrder} from "../../../interfaces/ISalesOrder.sol";
+import {ServiceMarket} from "../../../contracts/ServiceMarket.sol";
+import {IServiceMarket} from "../../../interfaces/IServiceMarket.sol";
 
 /// @notice EIP-712 hashing and signing helpers, written independently of the contracts (type strings are
 /// spelled out here), so that the suites check the contracts' encoding instead of reusing it.
@@ -29,6 +31,15 @@ abstract contract ThingledgerSigning is CommonBase {
     bytes32 internal constant RELEASE_TYPEHASH = keccak256("Release(uint256 orderId,address buyer)");
     bytes32 internal constant PICKUP_TYPEHASH =
         keccak256("PickupChallenge(uint256 orderId,uint256 gateId,bytes32 challenge,uint256 expiresAt)");
+
+    bytes32 internal constant COMPLETION_TYPEHASH =
+        keccak256("Completion(uint256 requestId,uint256 offerId,uint256 round,bytes32 evidence)");
+    bytes32 internal constant PUBLISH_OFFER_TYPEHASH = keccak256(
+        "PublishOffer(bytes32 serviceType,uint256 unitPrice,uint256 units,uint256 validUntil,string metadataURI)"
+    );
+    bytes32 internal constant UPDATE_OFFER_PRICE_TYPEHASH = keccak256("UpdateOfferPrice(uint256 offerId,uint256 unitPrice)");
+    bytes32 internal constant WITHDRAW_OFFER_TYPEHASH = keccak256("WithdrawOffer(uint256 offerId)");
+    bytes32 internal constant DECLINE_AGREEMENT_TYPEHASH = keccak256("DeclineAgreement(uint256 requestId,uint256 round)");
 
     uint64 internal constant OPERATE = 1;
     uint64 internal constant READ_DATA = 2;
@@ -237,6 +248,138 @@ abstract contract ThingledgerSigning is CommonBase {
     ) internal pure returns (bytes memory) {
         bytes32 structHash = _pickupStructHash(orderId, gateId, challenge, expiresAt);
         return _sign(pk, _typedDigest(_salesDomainSeparator(verifyingContract, chainId), structHash));
+    }
+
+    // ------------------------------------------------------------------ ServiceMarket
+
+    /// @dev ServiceMarket's domain (name "thingledger ServiceMarket"), where attesters sign completions.
+    function _marketDomainSeparator(address verifyingContract, uint256 chainId) internal pure returns (bytes32) {
+        return _domainSeparatorNamed("thingledger ServiceMarket", verifyingContract, chainId);
+    }
+
+    function _completionStructHash(uint256 requestId, uint256 offerId, uint256 round, bytes32 evidence)
+        internal
+        pure
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(COMPLETION_TYPEHASH, requestId, offerId, round, evidence));
+    }
+
+    /// @dev Completion signature with every field of the message and the ServiceMarket domain chosen by the caller.
+    function _signCompletionWith(
+        uint256 pk,
+        address verifyingContract,
+        uint256 chainId,
+        uint256 requestId,
+        uint256 offerId,
+        uint256 round,
+        bytes32 evidence
+    ) internal pure returns (bytes memory) {
+        bytes32 structHash = _completionStructHash(requestId, offerId, round, evidence);
+        return _sign(pk, _typedDigest(_marketDomainSeparator(verifyingContract, chainId), structHash));
+    }
+
+    /// @dev The attester's Completion signature of a request's current agreement, in `market`'s real domain.
+    function _signCompletion(ServiceMarket market, uint256 pk, uint256 requestId, bytes32 evidence)
+        internal
+        view
+        returns (bytes memory)
+    {
+        IServiceMarket.Request memory r = market.getRequest(requestId);
+        return _signCompletionWith(pk, address(market), block.chainid, requestId, r.offerId, r.round, evidence);
+    }
+
+    function _publishOfferAction(IServiceMarket.OfferTerms memory terms) internal pure returns (bytes32) {
+        return keccak256(
+            abi.encode(
+                PUBLISH_OFFER_TYPEHASH,
+                terms.serviceType,
+                terms.unitPrice,
+                terms.units,
+                terms.validUntil,
+                keccak256(bytes(terms.metadataURI))
+            )
+        );
+    }
+
+    function _updateOfferPriceAction(uint256 offerId, uint256 unitPrice) internal pure returns (bytes32) {
+        return keccak256(abi.encode(UPDATE_OFFER_PRICE_TYPEHASH, offerId, unitPrice));
+    }
+
+    function _withdrawOfferAction(uint256 offerId) internal pure returns (bytes32) {
+        return keccak256(abi.encode(WITHDRAW_OFFER_TYPEHASH, offerId));
+    }
+
+    function _declineAgreementAction(uint256 requestId, uint256 round) internal pure returns (bytes32) {
+        return keccak256(abi.encode(DECLINE_AGREEMENT_TYPEHASH, requestId, round));
+    }
+
+    /// @dev The owner's own call: an empty signature.
+    function _ownerAuth() internal pure returns (IServiceMarket.DeviceAuth memory) {
+        return IServiceMarket.DeviceAuth({deadline: 0, signature: ""});
+    }
+
+    /// @dev The supplier device's signed DeviceAction for `action` on `market`, with its current nonce.
+    function _deviceAuth(DeviceRegistry registry, ServiceMarket market, uint256 pk, uint256 deviceId, bytes32 action)
+        internal
+        view
+        returns (IServiceMarket.DeviceAuth memory auth)
+    {
+        auth.deadline = block.timestamp + 1 hours;
+        auth.signature = _signDeviceAction(registry, pk, deviceId, address(market), action, auth.deadline);
+    }
+
+    /// @dev Checks a service type's two lists against the Market record and the stored offers, reading only
+    /// `getOffer`/`marketOf`/`lastOfferId`: both lists reachable from their ends without a cycle, backward
+    /// links equal to forward ones, the far ends equal to the recorded ends, the publication list in id order,
+    /// the price list non-decreasing, every listed offer (units != 0) of the type in both lists and nothing
+    /// else, `listed` equal to both counts. Returns "" when everything holds, else what broke.
+    function _listViolation(ServiceMarket market, bytes32 serviceType) internal view returns (string memory) {
+        IServiceMarket.Market memory m = market.marketOf(serviceType);
+        uint256 last = market.lastOfferId();
+        uint256 expected;
+        for (uint256 id = 1; id <= last; ++id) {
+            IServiceMarket.Offer memory o = market.getOffer(id);
+            if (o.units != 0 && o.serviceType == serviceType) ++expected;
+        }
+        if (m.listed != expected) return "listed != offers of the type with units left";
+
+        // publication list, oldest to newest
+        uint256 count;
+        uint256 prev;
+        uint256 current = m.oldest;
+        while (current != 0) {
+            if (count++ > last) return "publication list has a cycle";
+            IServiceMarket.Offer memory o = market.getOffer(current);
+            if (o.units == 0) return "unlisted offer in the publication list";
+            if (o.serviceType != serviceType) return "foreign offer in the publication list";
+            if (o.older != prev) return "publication list: older link != previous";
+            if (current <= prev) return "publication list not in publication (id) order";
+            prev = current;
+            current = o.newer;
+        }
+        if (prev != m.newest) return "publication list: far end != newest";
+        if (count != expected) return "publication list count != listed";
+
+        // price list, cheapest to dearest
+        count = 0;
+        prev = 0;
+        uint256 prevPrice;
+        current = m.cheapest;
+        while (current != 0) {
+            if (count++ > last) return "price list has a cycle";
+            IServiceMarket.Offer memory o = market.getOffer(current);
+            if (o.units == 0) return "unlisted offer in the price list";
+            if (o.serviceType != serviceType) return "foreign offer in the price list";
+            if (o.cheaper != prev) return "price list: cheaper link != previous";
+            if (o.unitPrice < prevPrice) return "price list not sorted";
+            prevPrice = o.unitPrice;
+            prev = current;
+            current = o.dearer;
+        }
+        if (prev != m.dearest) return "price list: far end != dearest";
+        if (count != expected) return "price list count != listed";
+        return "";
     }
 
     // ------------------------------------------------------------------ fixtures
