@@ -16,15 +16,14 @@ See bench/README.md.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import statistics
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import bench_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINES = ROOT / "bench" / "baselines"
@@ -59,31 +58,6 @@ DEVICE_ITEM_MAKE = "Acme Devices"
 PRICE_WEI = 8_500_000_000_000_000_000  # 8.5 ether, a whole number of gwei as SalesOrder requires
 RELEASE_PERMISSION = 1 << 2  # DevicePermissions.RELEASE
 ONE_HOUR = 3600
-
-
-class UsageError(Exception):
-    """Bad command line."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage dump, no traceback
-        raise UsageError(message)
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = _Parser(
-        prog="gas_foundation.py",
-        description="Print the gas of thingledger's operations and of the baselines, measured on a local chain.",
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    parser.add_argument(
-        "--reps", type=int, default=7, metavar="N", help="repetitions behind each steady-state median (3-25, default 7)"
-    )
-    parser.add_argument("--traceback", action="store_true", help="show the full traceback if the run fails")
-    args = parser.parse_args(argv)
-    if not 3 <= args.reps <= 25:
-        raise UsageError(f"--reps must be between 3 and 25, got {args.reps}")
-    return args
 
 
 # ---------------------------------------------------------------------------------------------- figures
@@ -253,12 +227,7 @@ def run_benchmark(reps: int) -> dict[str, Any]:
     from ape.logging import logger
     from eth_account import Account
 
-    try:
-        from thingledger_device import typed_data
-    except ImportError:  # not installed into this interpreter: use the checkout
-        sys.path.insert(0, str(ROOT / "device_client"))
-        from thingledger_device import typed_data
-
+    typed_data = bench_cli.device_typed_data()
     logger.set_level("ERROR")
     started = time.monotonic()
     compiler = project_compiler_settings()
@@ -883,12 +852,9 @@ SECTIONS = (
 
 
 def print_tables(result: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    # Piped output (./run.sh bench | tee ...) gets a wide table rather than rich's 80-column default.
-    wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-    console = Console(width=150 if wide else None)
+    console = bench_cli.console()
     meta = result["meta"]
     optimizer = meta["compiler_settings"].get("optimizer", {})
     table = Table(
@@ -912,12 +878,7 @@ def print_tables(result: dict[str, Any]) -> None:
             table.add_row(fig["label"], f"{fig['gas']:,}", f"{fig['note']} [dim]({fig['method']})[/dim]")
     console.print(table)
 
-    targets = Table(title="targets")
-    targets.add_column("target")
-    targets.add_column("figures", justify="right")
-    targets.add_column("ratio", justify="right")
-    targets.add_column("limit", justify="right")
-    targets.add_column("result")
+    targets = bench_cli.targets_table()
     for t in result["targets"]:
         is_percent = t["limit"] < 1
         ratio = f"{t['ratio'] * 100:.1f}%" if is_percent else f"{t['ratio']:.2f}x"
@@ -928,31 +889,15 @@ def print_tables(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = parse_args(sys.argv[1:] if argv is None else argv)
-    except UsageError as err:
-        print(f"gas_foundation.py: error: {err} (see --help)", file=sys.stderr)
-        return 2
-    os.chdir(ROOT)  # the Ape project is the repository root, wherever we are started from
-    # The compiler ./run.sh registers for py-solc-x, when the caller did not say otherwise.
-    if "SOLCX_BINARY_PATH" not in os.environ and (ROOT / ".toolchain" / "solcx").is_dir():
-        os.environ["SOLCX_BINARY_PATH"] = str(ROOT / ".toolchain" / "solcx")
-    try:
-        result = run_benchmark(args.reps)
-    except KeyboardInterrupt:
-        print("gas_foundation.py: interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:  # noqa: BLE001 - a report tool: one line unless asked for more
-        if args.traceback:
-            raise
-        message = " ".join(str(err).split()) or type(err).__name__
-        print(f"gas_foundation.py: failed: {type(err).__name__}: {message} (rerun with --traceback)", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print_tables(result)
-    return 0
+    return bench_cli.main(
+        argv,
+        prog="gas_foundation.py",
+        description="Print the gas of thingledger's operations and of the baselines, measured on a local chain.",
+        reps_default=7,
+        reps_help="repetitions behind each steady-state median (3-25, default 7)",
+        run=run_benchmark,
+        print_tables=print_tables,
+    )
 
 
 if __name__ == "__main__":

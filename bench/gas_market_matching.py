@@ -31,17 +31,14 @@ not run, 2 on bad usage. See bench/README.md.
 
 from __future__ import annotations
 
-import argparse
 import bisect
-import json
-import os
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+import bench_cli
+
 NETWORK = "ethereum:local:foundry"
 
 SIZES = (10, 100, 1_000, 10_000)
@@ -74,31 +71,6 @@ PROVISION_TYPE = (
     "Provision(address key,address manufacturer,ManufacturingRecord record,uint256 nonce,uint256 deadline)"
     + RECORD_TYPE
 )
-
-
-class UsageError(Exception):
-    """Bad command line."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage dump, no traceback
-        raise UsageError(message)
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = _Parser(
-        prog="gas_market_matching.py",
-        description="Print ServiceMarket's matching gas per policy as the number of open offers grows.",
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    parser.add_argument(
-        "--reps", type=int, default=5, metavar="N", help="matched requests behind each median (3-25, default 5)"
-    )
-    parser.add_argument("--traceback", action="store_true", help="show the full traceback if the run fails")
-    args = parser.parse_args(argv)
-    if not 3 <= args.reps <= 25:
-        raise UsageError(f"--reps must be between 3 and 25, got {args.reps}")
-    return args
 
 
 # ---------------------------------------------------------------------------------------------- the offers
@@ -246,12 +218,7 @@ def run_benchmark(reps: int) -> dict[str, Any]:
     from eth_abi import encode as abi_encode
     from eth_utils import keccak
 
-    try:
-        from thingledger_device import typed_data
-    except ImportError:  # not installed into this interpreter: use the checkout
-        sys.path.insert(0, str(ROOT / "device_client"))
-        from thingledger_device import typed_data
-
+    typed_data = bench_cli.device_typed_data()
     logger.set_level("ERROR")
     started = time.monotonic()
     anvil_without_step_traces()
@@ -414,11 +381,9 @@ def run_benchmark(reps: int) -> dict[str, Any]:
 
 
 def print_tables(result: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-    console = Console(width=150 if wide else None)
+    console = bench_cli.console()
     meta = result["meta"]
     empty_gas = result["empty_market"]["gas"]
     sizes = meta["sizes"]
@@ -454,12 +419,7 @@ def print_tables(result: dict[str, Any]) -> None:
                       "walks min(N, 16) offers, none has enough units; stays Open")
     console.print(table)
 
-    targets = Table(title="targets")
-    targets.add_column("target")
-    targets.add_column("figures", justify="right")
-    targets.add_column("ratio", justify="right")
-    targets.add_column("limit", justify="right")
-    targets.add_column("result")
+    targets = bench_cli.targets_table()
     for t in result["targets"]:
         verdict = "[green]PASS[/green]" if t["pass"] else "[red]MISS[/red]"
         targets.add_row(f"{t['policy']}: 10,000 offers / 10 offers", f"{t['gas_10000']:,} / {t['gas_10']:,}",
@@ -468,31 +428,15 @@ def print_tables(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = parse_args(sys.argv[1:] if argv is None else argv)
-    except UsageError as err:
-        print(f"gas_market_matching.py: error: {err} (see --help)", file=sys.stderr)
-        return 2
-    os.chdir(ROOT)  # the Ape project is the repository root, wherever we are started from
-    if "SOLCX_BINARY_PATH" not in os.environ and (ROOT / ".toolchain" / "solcx").is_dir():
-        os.environ["SOLCX_BINARY_PATH"] = str(ROOT / ".toolchain" / "solcx")
-    try:
-        result = run_benchmark(args.reps)
-    except KeyboardInterrupt:
-        print("gas_market_matching.py: interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:  # noqa: BLE001 - a report tool: one line unless asked for more
-        if args.traceback:
-            raise
-        message = " ".join(str(err).split()) or type(err).__name__
-        print(f"gas_market_matching.py: failed: {type(err).__name__}: {message} (rerun with --traceback)",
-              file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print_tables(result)
-    return 0
+    return bench_cli.main(
+        argv,
+        prog="gas_market_matching.py",
+        description="Print ServiceMarket's matching gas per policy as the number of open offers grows.",
+        reps_default=5,
+        reps_help="matched requests behind each median (3-25, default 5)",
+        run=run_benchmark,
+        print_tables=print_tables,
+    )
 
 
 if __name__ == "__main__":

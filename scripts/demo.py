@@ -17,13 +17,17 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from ape import accounts, chain, project
 from eth_account import Account
 from rich.console import Console
-from rich.table import Table
 from thingledger_device.typed_data import record_tuple
+
+# Scripts are loaded by file, so the modules beside this one (deploy.py, _demo_story.py) come through sys.path.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _demo_story import DemoFailure, Story  # noqa: E402
+from deploy import deploy_contracts, write_deployment  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "demo-output"
@@ -32,43 +36,6 @@ PERMISSION_RELEASE = 4
 DAY = 86_400
 
 console = Console()
-
-
-class Step(NamedTuple):
-    actor: str
-    action: str
-    tx_hash: str = ""
-    gas: int | None = None
-
-
-class Story:
-    """Collects the steps of the demo and renders them as one table."""
-
-    def __init__(self) -> None:
-        self.steps: list[Step] = []
-
-    def tx(self, actor: str, action: str, receipt: Any) -> Any:
-        self.steps.append(Step(actor, action, receipt.txn_hash, receipt.gas_used))
-        console.print(f"[green]✓[/] {actor}: {action}")
-        return receipt
-
-    def note(self, actor: str, action: str, tx_hash: str = "", gas: int | None = None) -> None:
-        self.steps.append(Step(actor, action, tx_hash, gas))
-        console.print(f"[green]✓[/] {actor}: {action}")
-
-    def table(self) -> Table:
-        table = Table(title="thingledger: the sales order of document 003 on a local chain")
-        for column in ("#", "actor", "action", "tx hash", "gas"):
-            table.add_column(column, justify="right" if column in ("#", "gas") else "left")
-        for number, step in enumerate(self.steps, start=1):
-            short_hash = f"{step.tx_hash[:10]}…{step.tx_hash[-4:]}" if step.tx_hash else ""
-            gas = f"{step.gas:,}" if step.gas is not None else ""
-            table.add_row(str(number), step.actor, step.action, short_hash, gas)
-        return table
-
-
-class DemoFailure(Exception):
-    """A step of the story did not turn out as it must."""
 
 
 def write_keystore(name: str, private_key: str) -> Path:
@@ -106,15 +73,11 @@ def main() -> None:
 
 
 def tell_story() -> Story:
-    # Imported here: scripts are loaded by file, and deploy.py lives beside this one.
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from deploy import deploy_contracts, write_deployment
-
     OUTPUT.mkdir(exist_ok=True)
     for stale in OUTPUT.glob("*"):
         if stale.is_file():
             stale.unlink()
-    story = Story()
+    story = Story("thingledger: the sales order of document 003 on a local chain", console)
     admin, manufacturer, operator, seller, buyer, impostor = accounts.test_accounts[:6]
 
     contracts, deployment = deploy_contracts(admin, admin.address, (manufacturer.address,))

@@ -40,6 +40,11 @@ from thingledger_device.typed_data import (
     record_tuple,
 )
 
+# Scripts are loaded by file, so the modules beside this one (deploy.py, _demo_story.py) come through sys.path.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _demo_story import DemoFailure, Story  # noqa: E402
+from deploy import deploy_contracts  # noqa: E402
+
 SERVICE_NAME = "repair:infusion-pump"
 SERVICE_TYPE = keccak(text=SERVICE_NAME)
 POLICIES = ("LatestPublished", "LowestPrice", "EarliestPublished")
@@ -54,43 +59,11 @@ HOUR, DAY = 3600, 86_400
 console = Console(width=160 if not sys.stdout.isatty() and "COLUMNS" not in os.environ else None)
 
 
-class Step(NamedTuple):
-    actor: str
-    action: str
-    tx_hash: str = ""
-    gas: int | None = None
-
-
 class Device(NamedTuple):
     name: str
     key: Any  # eth_account LocalAccount: the device signs with it
     device_id: int
     owner: Any
-
-
-class DemoFailure(Exception):
-    """A step of the story did not turn out as it must."""
-
-
-class Story:
-    """Collects the steps of the demo and renders them as one table."""
-
-    def __init__(self) -> None:
-        self.steps: list[Step] = []
-
-    def tx(self, actor: str, action: str, receipt: Any) -> Any:
-        self.steps.append(Step(actor, action, receipt.txn_hash, receipt.gas_used))
-        console.print(f"[green]✓[/] {actor}: {action}")
-        return receipt
-
-    def table(self) -> Table:
-        table = Table(title="thingledger: the field service of document 002 on ServiceMarket (local chain)")
-        for column in ("#", "actor", "action", "tx hash", "gas"):
-            table.add_column(column, justify="right" if column in ("#", "gas") else "left")
-        for number, step in enumerate(self.steps, start=1):
-            short_hash = f"{step.tx_hash[:10]}…{step.tx_hash[-4:]}" if step.tx_hash else ""
-            table.add_row(str(number), step.actor, step.action, short_hash, f"{step.gas:,}" if step.gas else "")
-        return table
 
 
 def eth(wei: int) -> str:
@@ -109,11 +82,7 @@ def main() -> None:
 
 
 def tell_story() -> tuple[Story, Table, Table]:
-    # Imported here: scripts are loaded by file, and deploy.py lives beside this one.
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from deploy import deploy_contracts
-
-    story = Story()
+    story = Story("thingledger: the field service of document 002 on ServiceMarket (local chain)", console)
     admin, manufacturer, hospital, medfix, pumpcare, gateway = accounts.test_accounts[:6]
     companies = {medfix.address: "MedFix", pumpcare.address: "PumpCare", hospital.address: "hospital"}
     contracts, _ = deploy_contracts(admin, admin.address, (manufacturer.address,))

@@ -1,6 +1,7 @@
-"""Helpers of the ServiceMarket `ape test` suites: enums and constants, and ``MarketKit``, which
+"""Helpers of the ServiceMarket `ape test` suites: enums and constants, ``MarketKit``, which
 publishes offers (owner's call or device-signed action), changes and withdraws them, declines
-agreements, posts requests, signs attesters' Completion statements and reads the lists.
+agreements, posts requests, signs attesters' Completion statements and reads the lists, and the
+setups several suites start from (``make_agreement``, ``declined_request``).
 
 Every signed message is built with thingledger_device.typed_data, the module the device client
 uses, so the suites also check the client's encoding against the contract.
@@ -209,3 +210,32 @@ class MarketKit:
 
 def fresh_key() -> LocalAccount:
     return Account.create()
+
+
+def make_agreement(
+    mkit: MarketKit,
+    supplier,
+    buyer,
+    device: Device,
+    *,
+    price: int = 7,
+    units: int = 3,
+    max_price: int = 10,
+    offer_units: int = 10,
+    **request_kwargs: Any,
+) -> tuple[int, int]:
+    """``device`` offers ``offer_units`` at ``price``; ``buyer`` asks ``units`` at most ``max_price``: matched.
+    Returns (requestId, offerId)."""
+    offer_id, _ = mkit.publish(device, supplier, price=price, units=offer_units)
+    request_id, matched, _ = mkit.post(buyer, units=units, max_price=max_price, **request_kwargs)
+    assert matched == offer_id
+    return request_id, offer_id
+
+
+def declined_request(mkit: MarketKit, supplier, buyer, device: Device, **agreement_kwargs: Any) -> int:
+    """``make_agreement``, then the payee (``supplier``) declines: the request is Open again, its maximum now
+    the declined price, and ``device`` is barred from it.  Returns the requestId."""
+    request_id, _ = make_agreement(mkit, supplier, buyer, device, **agreement_kwargs)
+    mkit.decline(request_id, supplier)
+    assert mkit.market.hasDeclined(request_id, device.id)
+    return request_id

@@ -39,21 +39,15 @@ from market_helpers import (
     R_REFUNDED,
     REENTRANT_CALL,
     SERVICE,
+    declined_request,
     fresh_key,
+    make_agreement,
 )
 from thingledger_device import typed_data
 
 pytestmark = pytest.mark.usefixtures("_deployments")
 
 OTHER_EVIDENCE = keccak(text="meter reading 41.9 kWh")
-
-
-def make_agreement(mkit, supplier, buyer, device, *, price=7, units=3, max_price=10, offer_units=10, **request_kwargs):
-    """``device`` offers ``offer_units`` at ``price``; ``buyer`` asks ``units`` at most ``max_price``: matched."""
-    offer_id, _ = mkit.publish(device, supplier, price=price, units=offer_units)
-    request_id, matched, _ = mkit.post(buyer, units=units, max_price=max_price, **request_kwargs)
-    assert matched == offer_id
-    return request_id, offer_id
 
 
 def request_fields(market, request_id):
@@ -109,8 +103,7 @@ def test_decline_by_the_payee_reopens_the_request_and_withdraws_the_offer(mkit, 
 
 def test_declining_device_is_never_rematched_with_that_request_but_another_device_is(mkit, market, suppliers, supplier, buyer, stranger):
     device = suppliers[0]
-    request_id, _ = make_agreement(mkit, supplier, buyer, device, price=7)
-    mkit.decline(request_id, supplier)
+    request_id = declined_request(mkit, supplier, buyer, device, price=7)
     assert market.matchRequest.call(request_id, sender=stranger) == 0
     # Another supplier's offer above the new maximum (7) is not taken either.
     mkit.publish(suppliers[1], supplier, price=8)
@@ -142,8 +135,7 @@ def test_a_supplier_cannot_capture_and_decline_the_same_request_again_and_again(
     new offers are skipped for that request: the honest offer is matched; other requests still take them."""
     device = suppliers[0]
     honest, _ = mkit.publish(suppliers[1], supplier, price=7)
-    request_id, _ = make_agreement(mkit, supplier, buyer, device, price=7, policy=LATEST)
-    mkit.decline(request_id, supplier)
+    request_id = declined_request(mkit, supplier, buyer, device, price=7, policy=LATEST)
     for _ in range(3):  # every republication is skipped for this request, however often
         again, _ = mkit.publish(device, supplier, price=7)
         assert mkit.listed(SERVICE, LATEST) == [again, honest]
@@ -163,8 +155,7 @@ def test_a_supplier_cannot_capture_and_decline_the_same_request_again_and_again(
 def test_decline_bars_the_device_even_after_it_changed_hands(mkit, market, registry, suppliers, supplier, buyer, stranger):
     """The bar is on the device, not its owner: the device's new owner cannot serve that request either."""
     device = suppliers[0]
-    request_id, _ = make_agreement(mkit, supplier, buyer, device, price=7)
-    mkit.decline(request_id, supplier)
+    request_id = declined_request(mkit, supplier, buyer, device, price=7)
     registry.transferFrom(supplier, stranger, device.id, sender=supplier)
     new_owners, _ = mkit.publish(device, stranger, price=7)
     assert market.previewMatch(request_id) == (0, 1)
@@ -381,8 +372,7 @@ def test_raise_max_matches_an_offer_that_was_too_dear(mkit, market, suppliers, s
 
 
 def test_raise_max_after_a_decline_starts_from_the_agreed_price(mkit, market, suppliers, supplier, buyer):
-    request_id, _ = make_agreement(mkit, supplier, buyer, suppliers[0], price=7, units=3, max_price=10)
-    mkit.decline(request_id, supplier)
+    request_id = declined_request(mkit, supplier, buyer, suppliers[0], price=7, units=3, max_price=10)
     with reverts(market.WrongDeposit, expected=9, received=6):  # (10 - 7) * 3 to get back to 10
         market.raiseMaxUnitPrice(request_id, 10, sender=buyer, value=6)
     market.raiseMaxUnitPrice(request_id, 10, sender=buyer, value=9)

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import pytest
 
-from contract_helpers import DAY, ZERO_ADDRESS, assert_no_event, assert_single_event, event_logs, reverts
+from contract_helpers import (
+    DAY,
+    MAX_UINT32,
+    ZERO_ADDRESS,
+    assert_no_event,
+    assert_single_event,
+    event_logs,
+    reverts,
+)
 from market_helpers import (
     EARLIEST,
     LATEST,
@@ -28,12 +36,12 @@ from market_helpers import (
     R_MATCHED,
     R_OPEN,
     SERVICE,
+    declined_request,
     fresh_key,
 )
 
 pytestmark = pytest.mark.usefixtures("_deployments")
 
-MAX_UINT32 = 2**32 - 1
 POLICY_IDS = ["latest", "lowest", "earliest"]
 
 
@@ -509,23 +517,12 @@ def test_preview_does_not_prune(kit, mkit, market, suppliers, supplier, buyer):
 # =========================================================================== devices that declined the request
 
 
-def declined_request(mkit, device, supplier, buyer, *, policy=LATEST, price=7, units=3, max_price=10):
-    """``device`` offers at ``price``; ``buyer`` asks ``units`` at most ``max_price`` and is matched with it;
-    the payee declines: the request is Open again, its maximum now ``price``, and ``device`` is barred from it."""
-    offer_id, _ = mkit.publish(device, supplier, price=price)
-    request_id, matched, _ = mkit.post(buyer, policy=policy, units=units, max_price=max_price)
-    assert matched == offer_id
-    mkit.decline(request_id, supplier)
-    assert mkit.market.hasDeclined(request_id, device.id)
-    return request_id
-
-
 @pytest.mark.parametrize("policy", POLICIES, ids=POLICY_IDS)
 def test_walk_skips_the_offer_of_a_device_that_declined_the_request(mkit, market, suppliers, supplier, buyer, stranger, policy):
     """The declined device's new offer is alive but not takeable by that request: the walk counts it as a
     step, skips it (no pruning: it stays listed) and takes the next offer, under every policy."""
     declined, honest = suppliers[0], suppliers[1]
-    request_id = declined_request(mkit, declined, supplier, buyer, policy=policy)
+    request_id = declined_request(mkit, supplier, buyer, declined, policy=policy)
     # The walk meets the declined device's offer first: the newest (LatestPublished), the cheapest
     # (LowestPrice), the oldest (EarliestPublished).
     if policy == LATEST:
@@ -561,7 +558,7 @@ def test_declined_devices_offer_counts_toward_the_step_bound(mkit, market, suppl
     short for the request fill the walk: the good offer behind them is the 17th.  Withdrawing the declined
     device's offer (not a blocker) brings it within reach."""
     declined = suppliers[0]
-    request_id = declined_request(mkit, declined, supplier, buyer, price=PRICE, units=2, max_price=PRICE)
+    request_id = declined_request(mkit, supplier, buyer, declined, price=PRICE, units=2, max_price=PRICE)
     good, _ = mkit.publish(suppliers[1], supplier, price=PRICE, units=5)
     blockers = publish_untakeable(mkit, suppliers[2:], supplier, MAX_MATCH_STEPS - 1, PRICE)
     again, _ = mkit.publish(declined, supplier, price=PRICE)
@@ -582,7 +579,7 @@ def test_declined_devices_offer_counts_toward_the_step_bound(mkit, market, suppl
 def test_declined_devices_dead_offers_are_still_pruned(kit, mkit, market, registry, suppliers, supplier, buyer, stranger):
     """Death is checked first: the dead offers of devices that declined the request are pruned like any other."""
     first, second = suppliers[0], suppliers[1]
-    request_id = declined_request(mkit, first, supplier, buyer)
+    request_id = declined_request(mkit, supplier, buyer, first)
     mkit.publish(second, supplier, price=7)
     market.matchRequest(request_id, sender=stranger)  # round 2, with the second device
     mkit.decline(request_id, supplier)  # both devices have declined

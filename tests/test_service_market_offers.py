@@ -16,6 +16,7 @@ from eth_account import Account
 from contract_helpers import (
     DAY,
     DEFAULT_ADMIN_ROLE,
+    MAX_UINT32,
     PAUSER_ROLE,
     ZERO_ADDRESS,
     assert_no_event,
@@ -49,8 +50,6 @@ from market_helpers import (
 from thingledger_device import typed_data
 
 pytestmark = pytest.mark.usefixtures("_deployments")
-
-MAX_UINT32 = 2**32 - 1
 
 
 def links(market, offer_id):

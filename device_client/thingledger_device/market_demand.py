@@ -160,30 +160,30 @@ def complete_with_attestation(
     return _completed(market, transaction, what, request_id, payer.address)
 
 
-def cancel_request(market: MarketClient, demander: LocalAccount, request_id: int) -> Report:
-    """The demander cancels an Open request; the deposit comes back at once."""
-    what = f"ServiceMarket.cancelRequest({request_id})"
-    transaction = market.transact(demander, market.contract.functions.cancelRequest(request_id), what)
-    amount = market.event(transaction, "RequestCancelled", what).args["amount"]
+def _pay_back(
+    market: MarketClient, demander: LocalAccount, request_id: int, method: str, event: str, outcome: str
+) -> Report:
+    """Sends `ServiceMarket.<method>(request_id)` from the demander and reports the amount its `event` says
+    was paid back; the report's title is "request <id> <outcome>"."""
+    what = f"ServiceMarket.{method}({request_id})"
+    transaction = market.transact(demander, getattr(market.contract.functions, method)(request_id), what)
+    amount = market.event(transaction, event, what).args["amount"]
     return (
-        Report(f"request {request_id} cancelled")
+        Report(f"request {request_id} {outcome}")
         .add("requestId", "request", request_id)
         .add("amount", "paid back", amount, f"{amount} wei")
         .add_transaction(transaction, demander.address)
     )
+
+
+def cancel_request(market: MarketClient, demander: LocalAccount, request_id: int) -> Report:
+    """The demander cancels an Open request; the deposit comes back at once."""
+    return _pay_back(market, demander, request_id, "cancelRequest", "RequestCancelled", "cancelled")
 
 
 def refund(market: MarketClient, demander: LocalAccount, request_id: int) -> Report:
     """The demander takes back the escrow of an agreement not completed by its deadline."""
-    what = f"ServiceMarket.refund({request_id})"
-    transaction = market.transact(demander, market.contract.functions.refund(request_id), what)
-    amount = market.event(transaction, "RequestRefunded", what).args["amount"]
-    return (
-        Report(f"request {request_id} refunded")
-        .add("requestId", "request", request_id)
-        .add("amount", "paid back", amount, f"{amount} wei")
-        .add_transaction(transaction, demander.address)
-    )
+    return _pay_back(market, demander, request_id, "refund", "RequestRefunded", "refunded")
 
 
 def match_request(market: MarketClient, caller: LocalAccount, request_id: int) -> Report:
