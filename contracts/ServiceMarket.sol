@@ -86,6 +86,13 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
     {
         IDeviceRegistry.Device memory device = registry.getDevice(deviceId);
         if (device.state != IDeviceRegistry.DeviceState.Active) revert SupplierNotActive(deviceId);
+        if (auth.signature.length != 0) {
+            // The owner at publication is the payee of every match (the epoch pins it). A device signs on
+            // its own, so it may offer only for an owner that can take the money out: an account, not a
+            // contract such as an escrow holding the device's token. Contract owners publish themselves.
+            address owner = registry.ownerOf(deviceId);
+            if (owner.code.length != 0) revert OwnerMustPublish(deviceId, owner);
+        }
         offerId = ++_lastOfferId;
         if (priceHint == offerId) revert BadPriceHint(priceHint);
         uint256 start = priceHint;

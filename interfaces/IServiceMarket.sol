@@ -41,9 +41,13 @@ pragma solidity ^0.8.24;
 /// it), devices exist only through a manufacturer's provisioning, an offer lives at most
 /// `MAX_OFFER_LIFETIME`, and a device that declined a request is never matched with it again (a decline
 /// lowers the request's maximum to the declined price, so a cheap bait offer declined over and over would
-/// otherwise keep a request from every honest offer; each decline now costs the griefer a device). Still, `MAX_MATCH_STEPS` alive offers that a request cannot take (priced above its
-/// maximum, or too few units), from as many Active devices, hide the offers behind them from that request
-/// until they expire; `LowestPrice` is immune to the price case. Under `LatestPublished`, a supplier that
+/// otherwise keep a request from every honest offer; one device can still do it once to each request, and
+/// the demander then raises its maximum). Still, `MAX_MATCH_STEPS` alive offers that a request cannot take
+/// (priced above its maximum, too few units, or from devices that declined it), from as many Active
+/// devices, hide the offers behind them from that request until they expire; `LowestPrice` is immune to
+/// the price case. A supplier matched with a request may also sit on the agreement: the demander gets its
+/// escrow back only after the deadline it chose, so a demander should choose no longer a deadline than it
+/// can wait. Under `LatestPublished`, a supplier that
 /// sees a request before it is mined can publish an offer at the request's maximum ahead of it, and under
 /// the publication policies a supplier may raise its price up to a visible request's maximum: a demander
 /// pays at most its maximum, never more.
@@ -230,6 +234,7 @@ interface IServiceMarket {
     error UnknownPolicy(uint256 policy);
     error SupplierNotActive(uint256 deviceId);
     error NotDeviceOwner(uint256 deviceId, address caller);
+    error OwnerMustPublish(uint256 deviceId, address owner);
     error UnknownOffer(uint256 offerId);
     error OfferNotListed(uint256 offerId);
     error BadPriceHint(uint256 hint);
@@ -257,7 +262,9 @@ interface IServiceMarket {
     /// @param priceHint An offer id of the same service type after which the new price belongs, or 0 for the
     /// cheapest end; from there the contract walks at most `MAX_HINT_STEPS` offers to the exact place (after
     /// every offer of an equal price). `findPriceHint` computes it.
-    /// @param auth The owner's call (empty signature) or the device's signed action `PublishOffer`.
+    /// @param auth The owner's call (empty signature) or the device's signed action `PublishOffer`; the
+    /// signed action is refused (`OwnerMustPublish`) while the device's owner is a contract, which would
+    /// become the payee without having chosen to: contract owners publish with their own call.
     /// @return offerId The new offer's id.
     function publishOffer(uint256 deviceId, OfferTerms calldata terms, uint256 priceHint, DeviceAuth calldata auth)
         external

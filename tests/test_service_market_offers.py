@@ -210,6 +210,23 @@ def test_publish_offer_signed_by_device_is_relayed_by_anyone(mkit, market, regis
     assert market.getOffer(offer_id).deviceId == device.id
 
 
+def test_publish_signed_while_the_owner_is_a_contract_is_refused(mkit, market, registry, sales, suppliers, supplier, stranger):
+    """A device whose token sits in SalesOrder's escrow may not sign an offer: SalesOrder would become the
+    payee of every match and could never withdraw the money."""
+    device = suppliers[2]
+    registry.approve(sales, device.id, sender=supplier)
+    sales.createOrder(("Acme", "FieldKit", 2024, "SN-42"), 10**9, 0, device.id, sender=supplier)
+    assert registry.ownerOf(device.id) == sales.address
+    assert registry.getDevice(device.id).state == 2  # still Active
+    nonce = registry.getDevice(device.id).nonce
+    terms = mkit.terms(price=PRICE, units=1)
+    auth = mkit.auth(device, publish_action(terms))
+    with reverts(market.OwnerMustPublish, deviceId=device.id, owner=sales.address):
+        mkit.publish(device, stranger, terms=terms, auth=auth, hint=0)
+    assert market.listedOfferOf(device.id, SERVICE) == 0
+    assert registry.getDevice(device.id).nonce == nonce  # the refused signature was not used
+
+
 def test_publish_offer_accepts_the_largest_values(chain, mkit, market, suppliers, supplier):
     at = mkit.now() + 10
     terms = mkit.terms(price=MAX_UINT96, units=MAX_UINT32, valid_until=at + MAX_OFFER_LIFETIME)
