@@ -974,10 +974,21 @@ def test_contract_demander_that_refuses_ether_cannot_cancel_and_keeps_its_reques
 
 
 def test_contract_payee_is_credited_and_withdraws(kit, mkit, market, registry, supplier, buyer, stranger, actor):
-    """A supplier device owned by a contract: the device signs its offer, anyone relays it."""
+    """A supplier device owned by a contract: the device may not sign the offer (OwnerMustPublish), the
+    contract publishes with its own call, is the payee and withdraws."""
     device = kit.new_device()  # Active, held by the manufacturer
     registry.transferFrom(kit.manufacturer, actor, device.id, sender=kit.manufacturer)
-    offer_id, _ = mkit.publish(device, stranger, signed=True, price=PRICE)
+    with reverts(market.OwnerMustPublish, deviceId=device.id, owner=actor.address):
+        mkit.publish(device, stranger, signed=True, price=PRICE)
+
+    def publish_by_the_contract() -> int:
+        terms = mkit.terms(price=PRICE)
+        call = market.publishOffer.encode_input(device.id, terms, mkit.price_hint(SERVICE, PRICE), NO_AUTH)
+        actor.execute(market, call, 0, sender=stranger)
+        return market.lastOfferId()
+
+    offer_id = publish_by_the_contract()
+    assert market.listedOfferOf(device.id, SERVICE) == offer_id
     request_id, matched, receipt = mkit.post(buyer)
     assert matched == offer_id
     assert_single_event(receipt, market.RequestMatched, payee=actor.address)
@@ -992,7 +1003,7 @@ def test_contract_payee_is_credited_and_withdraws(kit, mkit, market, registry, s
     actor.execute(market, market.withdraw.encode_input(), 0, sender=stranger)
     assert actor.balance == before + PRICE
     # The contract payee declines through its own call.
-    offer_id, _ = mkit.publish(device, stranger, signed=True, price=PRICE)
+    publish_by_the_contract()
     request_id, _, _ = mkit.post(buyer)
     actor.execute(market, market.declineAgreement.encode_input(request_id, NO_AUTH), 0, sender=stranger)
     assert market.getRequest(request_id).status == R_OPEN
