@@ -4,12 +4,12 @@ pragma solidity 0.8.28;
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
-import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {IDeviceRegistry} from "../interfaces/IDeviceRegistry.sol";
 import {ISalesOrder} from "../interfaces/ISalesOrder.sol";
 import {DevicePermissions} from "./libraries/DevicePermissions.sol";
 import {ItemCodec} from "./libraries/ItemCodec.sol";
+import {PullPayments} from "./PullPayments.sol";
 import {SignatureVerifier} from "./libraries/SignatureVerifier.sol";
 
 /// @title SalesOrder
@@ -20,7 +20,7 @@ import {SignatureVerifier} from "./libraries/SignatureVerifier.sol";
 /// buyer and pickup deadline; make, model and year live in a catalogue of item types shared by all orders.
 /// Pausing stops new orders and purchases only; money can always leave. While an order holds a device's
 /// token, nobody (the seller included) can suspend, rotate or decommission that device: cancel or refund first.
-contract SalesOrder is ISalesOrder, AccessControl, Pausable, ReentrancyGuard, EIP712 {
+contract SalesOrder is ISalesOrder, AccessControl, Pausable, PullPayments, EIP712 {
     /// @notice Role that may pause and unpause new orders and purchases.
     bytes32 public constant PAUSER_ROLE = keccak256("PAUSER_ROLE");
 
@@ -46,7 +46,6 @@ contract SalesOrder is ISalesOrder, AccessControl, Pausable, ReentrancyGuard, EI
     mapping(uint256 orderId => uint256 deviceId) private _orderDevice;
     mapping(uint256 itemTypeId => bytes packed) private _itemTypes;
     mapping(bytes32 packedHash => uint24 itemTypeId) private _itemTypeIds;
-    mapping(address account => uint256 amount) private _credits;
     uint64 private _lastOrderId;
     uint24 private _lastItemTypeId;
 
@@ -136,7 +135,7 @@ contract SalesOrder is ISalesOrder, AccessControl, Pausable, ReentrancyGuard, EI
             Address.sendValue(payable(msg.sender), amount);
         } else {
             // The seller gives the money back: it becomes the buyer's credit (pull payment).
-            _credits[buyer] += amount;
+            _credit(buyer, amount);
         }
     }
 
@@ -163,25 +162,13 @@ contract SalesOrder is ISalesOrder, AccessControl, Pausable, ReentrancyGuard, EI
             revert InvalidBuyerConsent(orderId);
         }
         order.status = OrderStatus.Released;
-        _credits[seller] += _price(order);
+        _credit(seller, _price(order));
         emit OrderReleased(orderId, gateId, buyer);
         // Checks the gate is Active and the signature is its current key's; consumes its nonce.
         registry.useDeviceAction(gateId, _releaseActionHash(orderId, buyer), deadline, gateSignature);
         // A device item's token stays in escrow until here: a buyer who could refund must never have held it.
         uint256 deviceId = _orderDevice[orderId];
         if (deviceId != 0) registry.transferFrom(address(this), buyer, deviceId);
-    }
-
-    // ------------------------------------------------------------------ money out
-
-    /// @inheritdoc ISalesOrder
-    function withdraw() external nonReentrant {
-        uint256 amount = _credits[msg.sender];
-        if (amount == 0) revert NothingToWithdraw(msg.sender);
-        _credits[msg.sender] = 0;
-        emit Withdrawn(msg.sender, amount);
-        // Money only ever leaves to the caller, after every state change.
-        Address.sendValue(payable(msg.sender), amount);
     }
 
     // ------------------------------------------------------------------ admin
@@ -244,11 +231,6 @@ contract SalesOrder is ISalesOrder, AccessControl, Pausable, ReentrancyGuard, EI
             model: model,
             year: year
         });
-    }
-
-    /// @inheritdoc ISalesOrder
-    function creditOf(address account) external view returns (uint256) {
-        return _credits[account];
     }
 
     /// @inheritdoc ISalesOrder

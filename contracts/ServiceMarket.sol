@@ -4,11 +4,11 @@ pragma solidity 0.8.28;
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
-import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {IDeviceRegistry} from "../interfaces/IDeviceRegistry.sol";
 import {IServiceMarket} from "../interfaces/IServiceMarket.sol";
 import {SignatureVerifier} from "./libraries/SignatureVerifier.sol";
+import {PullPayments} from "./PullPayments.sol";
 
 /// @title ServiceMarket
 /// @notice Devices offer services and buy them from each other: offers by supplier devices of DeviceRegistry,
@@ -18,7 +18,7 @@ import {SignatureVerifier} from "./libraries/SignatureVerifier.sol";
 /// Offers are three storage slots, requests four, a service type's list ends one. No loop runs over more
 /// than `MAX_MATCH_STEPS` or `MAX_HINT_STEPS` offers. Pausing stops new offers, requests and matches; money
 /// can always leave and agreements can always be completed, declined or refunded.
-contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGuard, EIP712 {
+contract ServiceMarket is IServiceMarket, AccessControl, Pausable, PullPayments, EIP712 {
     /// @notice Role that may pause and unpause new offers, requests and matches.
     bytes32 public constant PAUSER_ROLE = keccak256("PAUSER_ROLE");
     /// @notice The most offers one matching walk looks at.
@@ -57,7 +57,6 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
     mapping(bytes32 serviceType => Market) private _markets;
     mapping(uint256 deviceId => mapping(bytes32 serviceType => uint40 offerId)) private _listedOffers;
     mapping(uint256 requestId => mapping(uint256 deviceId => bool)) private _declinedBy;
-    mapping(address account => uint256 amount) private _credits;
     /// @notice Who receives the protocol fee; never the zero address.
     address public feeRecipient;
     /// @notice The protocol fee in basis points, fixed into each agreement when it is matched.
@@ -286,16 +285,6 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
         }
     }
 
-    /// @inheritdoc IServiceMarket
-    function withdraw() external nonReentrant {
-        uint256 amount = _credits[msg.sender];
-        if (amount == 0) revert NothingToWithdraw(msg.sender);
-        _credits[msg.sender] = 0;
-        emit Withdrawn(msg.sender, amount);
-        // Money only ever leaves to the caller, after every state change.
-        Address.sendValue(payable(msg.sender), amount);
-    }
-
     // ------------------------------------------------------------------ admin
 
     /// @notice Sets the protocol fee for agreements matched from now on. Agreements already matched keep
@@ -398,11 +387,6 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
     }
 
     /// @inheritdoc IServiceMarket
-    function creditOf(address account) external view returns (uint256) {
-        return _credits[account];
-    }
-
-    /// @inheritdoc IServiceMarket
     function completionDigest(uint256 requestId, uint256 offerId, uint256 round, bytes32 evidence)
         external
         view
@@ -478,7 +462,7 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
         uint32 unitsLeft = offer.units - units;
         if (unitsLeft == 0) _unlink(_markets[request.serviceType], offer);
         else offer.units = unitsLeft;
-        if (refunded != 0) _credits[request.demander] += refunded;
+        if (refunded != 0) _credit(request.demander, refunded);
         emit RequestMatched(requestId, request.serviceType, deviceId, offerId, payee, unitPrice, round, refunded, unitsLeft);
         return offerId;
     }
@@ -661,8 +645,8 @@ contract ServiceMarket is IServiceMarket, AccessControl, Pausable, ReentrancyGua
         uint256 fee = amount * request.feeBps / 10_000;
         address payee = request.payee;
         request.status = RequestStatus.Completed;
-        _credits[payee] += amount - fee;
-        if (fee != 0) _credits[feeRecipient] += fee;
+        _credit(payee, amount - fee);
+        if (fee != 0) _credit(feeRecipient, fee);
         emit RequestCompleted(requestId, request.offerId, payee, confirmedBy, evidence, amount - fee, fee);
     }
 

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {IPullPayments} from "./IPullPayments.sol";
+
 /// @title ISalesOrder
 /// @notice The sales order of Banerjee & Jiang (reference document 003) with every order in one contract:
 /// a seller lists an item, a buyer pays with `buy`, a warehouse gate device checks `verifyOwnership` for
@@ -11,7 +13,7 @@ pragma solidity ^0.8.24;
 ///                     │                │
 ///          cancel()   v                v  refund(): by the buyer after the pickup deadline,
 ///                 Cancelled         Refunded            or by the seller at any time
-interface ISalesOrder {
+interface ISalesOrder is IPullPayments {
     /// @notice Where an order is. `None` means the id was never created.
     enum OrderStatus {
         None,
@@ -76,8 +78,6 @@ interface ISalesOrder {
     /// @notice The order was undone: the buyer took the money back after the pickup deadline, or the seller
     /// gave it back (then it is the buyer's credit, see `withdraw`).
     event OrderRefunded(uint256 indexed orderId, address indexed buyer, uint256 amount);
-    /// @notice `account` withdrew its credit.
-    event Withdrawn(address indexed account, uint256 amount);
 
     error ZeroAddress();
     error UnknownOrder(uint256 orderId);
@@ -95,7 +95,6 @@ interface ISalesOrder {
     error GateNotAuthorized(uint256 gateId, address seller);
     error InvalidBuyerConsent(uint256 orderId);
     error BuyerConsentExpired(uint256 orderId, uint256 expiresAt);
-    error NothingToWithdraw(address account);
 
     /// @notice Lists an item for sale. An order is one storage slot: its make, model and year live in a
     /// catalog of item types shared by all orders (registered on first use), its serial in `OrderCreated`.
@@ -148,9 +147,6 @@ interface ISalesOrder {
     /// @param orderId The order.
     function refund(uint256 orderId) external;
 
-    /// @notice Sends the caller's whole credit (sellers' proceeds of released orders, buyers' refunds given
-    /// by sellers).
-    function withdraw() external;
 
     /// @notice Table 1: whether the order is sold (paid or released, not refunded).
     /// @param orderId The order.
@@ -191,10 +187,6 @@ interface ISalesOrder {
     /// @return The order.
     function getOrder(uint256 orderId) external view returns (OrderView memory);
 
-    /// @notice What `account` can withdraw.
-    /// @param account The account.
-    /// @return The credit in wei.
-    function creditOf(address account) external view returns (uint256);
 
     /// @notice The EIP-712 digest a buyer signs to consent to picking up `orderId` at `gateId`.
     /// @param orderId The order.

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {IPullPayments} from "./IPullPayments.sol";
+
 /// @title IServiceMarket
 /// @notice Service demand and supply between devices (reference document 004, sections 2.2-2.4): supplier
 /// devices publish offers of a service type, demanders post requests with the fee deposit in escrow, a
@@ -57,7 +59,7 @@ pragma solidity ^0.8.24;
 /// payee (the device's owner at match time) minus the protocol fee, whose rate is fixed at match time and
 /// which is credited to the fee recipient of the moment (never the zero address). Every credit is taken out
 /// with `withdraw` (pull payments).
-interface IServiceMarket {
+interface IServiceMarket is IPullPayments {
     /// @notice The order in which a request looks at the offers of its service type. See the contract
     /// documentation for the exact walk.
     enum MatchingPolicy {
@@ -221,8 +223,6 @@ interface IServiceMarket {
     event RequestRefunded(uint256 indexed requestId, address indexed demander, uint256 amount);
     /// @notice The demander cancelled an Open request and took its deposit back.
     event RequestCancelled(uint256 indexed requestId, address indexed demander, uint256 amount);
-    /// @notice `account` withdrew its credit.
-    event Withdrawn(address indexed account, uint256 amount);
     /// @notice The protocol fee changed; it applies to agreements matched from now on.
     event FeeConfigured(address indexed recipient, uint256 feeBps);
 
@@ -250,7 +250,6 @@ interface IServiceMarket {
     error NoAttester(uint256 requestId);
     error InvalidAttestation(uint256 requestId);
     error FeeTooHigh(uint256 feeBps, uint256 maxFeeBps);
-    error NothingToWithdraw(address account);
 
     // ------------------------------------------------------------------ supplier
 
@@ -346,8 +345,6 @@ interface IServiceMarket {
     /// @return pruned How many were removed.
     function pruneOffers(uint256[] calldata offerIds) external returns (uint256 pruned);
 
-    /// @notice Pays the caller's whole credit to the caller.
-    function withdraw() external;
 
     // ------------------------------------------------------------------ views
 
@@ -403,10 +400,6 @@ interface IServiceMarket {
     /// @return The offer id, or 0.
     function listedOfferOf(uint256 deviceId, bytes32 serviceType) external view returns (uint256);
 
-    /// @notice The credit `account` may withdraw.
-    /// @param account The account.
-    /// @return The amount in wei.
-    function creditOf(address account) external view returns (uint256);
 
     /// @notice Whether supplier device `deviceId` declined `requestId` (it is then never matched with it again).
     /// @param requestId The request.

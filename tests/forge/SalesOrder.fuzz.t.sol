@@ -3,6 +3,7 @@ pragma solidity 0.8.28;
 
 import {IERC721} from "@openzeppelin/contracts/token/ERC721/IERC721.sol";
 import {IDeviceRegistry} from "../../interfaces/IDeviceRegistry.sol";
+import {IPullPayments} from "../../interfaces/IPullPayments.sol";
 import {ISalesOrder} from "../../interfaces/ISalesOrder.sol";
 import {ItemCodec} from "../../contracts/libraries/ItemCodec.sol";
 import {ThingledgerTest} from "./utils/ThingledgerTest.sol";
@@ -494,7 +495,7 @@ contract SalesOrderFuzzTest is ThingledgerTest {
         assertEq(buyer.balance, 1 ether);
         assertEq(address(sales).balance, 0);
         vm.prank(seller);
-        vm.expectRevert(abi.encodeWithSelector(ISalesOrder.NothingToWithdraw.selector, seller));
+        vm.expectRevert(abi.encodeWithSelector(IPullPayments.NothingToWithdraw.selector, seller));
         sales.withdraw();
     }
 

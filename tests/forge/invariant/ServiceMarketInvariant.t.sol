@@ -8,6 +8,7 @@ import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 import {DeviceRegistry} from "../../../contracts/DeviceRegistry.sol";
 import {ServiceMarket} from "../../../contracts/ServiceMarket.sol";
 import {IDeviceRegistry} from "../../../interfaces/IDeviceRegistry.sol";
+import {IPullPayments} from "../../../interfaces/IPullPayments.sol";
 import {IServiceMarket} from "../../../interfaces/IServiceMarket.sol";
 import {ThingledgerSigning} from "../utils/ThingledgerTest.sol";
 
@@ -464,7 +465,7 @@ contract MarketHandler is ThingledgerSigning, StdUtils {
             ghostCredit[account] = 0;
             ++ghostWithdrawals;
         } catch (bytes memory reason) {
-            _expectRefusal(reason, abi.encodeWithSelector(IServiceMarket.NothingToWithdraw.selector, account), "withdraw");
+            _expectRefusal(reason, abi.encodeWithSelector(IPullPayments.NothingToWithdraw.selector, account), "withdraw");
             if (credit != 0) _violation("withdraw refused with a credit");
         }
     }
