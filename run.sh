@@ -75,7 +75,7 @@ link_toolchain() {
 setup_python() {
   local python hash
   python="$(find_python)" || die "Python 3.10, 3.11 or 3.12 not found (set PYTHON=/path/to/python3)"
-  hash="$(inputs_hash requirements.txt constraints.txt device_client/pyproject.toml)"
+  hash="$(inputs_hash requirements.txt constraints.txt device_client/pyproject.toml bridge/pyproject.toml)"
   [[ -x "$VENV/bin/python" ]] || { say "Creating $VENV with $python"; "$python" -m venv "$VENV"; }
   stamp_matches python "$hash" && return 0
   say "Installing Python packages (pinned by constraints.txt)"

@@ -11,7 +11,14 @@ from pathlib import Path
 import click
 from ape import project
 
-EXPORTED_CONTRACTS = ("DeviceRegistry", "SalesOrder", "ServiceMarket")
+EXPORTED_CONTRACTS = (
+    "DeviceRegistry",
+    "SalesOrder",
+    "ServiceMarket",
+    "CrossChainRelay",
+    "DeviceMirror",
+    "DeviceMirrorPublisher",
+)
 ABI_FOLDER = Path(__file__).resolve().parent.parent / "interfaces" / "abi"
 
 
