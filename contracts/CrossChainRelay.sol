@@ -130,7 +130,6 @@ contract CrossChainRelay is ICrossChainRelay, EIP712, Ownable2Step, Pausable {
         } else {
             // Written after the call on purpose: the message is Delivered while the recipient runs, so a
             // re-entrant `deliver` or `retry` of it is refused.
-            // slither-disable-next-line reentrancy-no-eth
             _status[id] = MessageStatus.Failed;
             emit MessageFailed(id, srcChainId, message.recipient, reason);
         }
@@ -237,7 +236,7 @@ contract CrossChainRelay is ICrossChainRelay, EIP712, Ownable2Step, Pausable {
         Limit memory limit = _limits[chainId];
         uint256 level = _levelNow(bucket, limit);
         available = level / TOKEN;
-        if (available < limit.capacity) nextTokenIn = _secondsToRefill(TOKEN - (level % TOKEN), limit.refillPerHour);
+        if (available < limit.capacity) nextTokenIn = _secondsToRefill((available + 1) * TOKEN - level, limit.refillPerHour);
     }
 
     /// @inheritdoc ICrossChainRelay
