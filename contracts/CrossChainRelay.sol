@@ -12,9 +12,9 @@ import {RelayMessages} from "./libraries/RelayMessages.sol";
 /// @title CrossChainRelay
 /// @notice Sends messages to other chains and delivers theirs, exactly once, when a quorum of validators
 /// signed them. See ICrossChainRelay for the flow, the status of a message and the signature format.
-/// @dev Delivery costs one new storage slot (the status), one warm rewrite (the source chain's bucket, which
-/// shares its slot with the trusted relay) and one read per signer. Nothing loops over more than
-/// `MAX_VALIDATORS` entries.
+/// @dev Delivery reads the slot holding the pause flag, epoch and threshold, the source chain's bucket (which
+/// shares its slot with the trusted relay, and is rewritten), its rate limit, the message's status (then
+/// written: the one new slot), and one slot per signer. Nothing loops over more than `MAX_VALIDATORS` entries.
 contract CrossChainRelay is ICrossChainRelay, EIP712, Ownable2Step, Pausable {
     /// @notice The message format this relay sends and accepts.
     uint8 public constant VERSION = 1;
@@ -57,6 +57,7 @@ contract CrossChainRelay is ICrossChainRelay, EIP712, Ownable2Step, Pausable {
     mapping(uint64 chainId => Bucket) private _buckets;
     mapping(uint64 chainId => Limit) private _limits;
     mapping(bytes32 id => MessageStatus) private _status;
+    mapping(address sender => bool) private _allowedSenders;
 
     /// @param initialOwner Sets validators, remotes and the guardian, and unpauses.
     /// @param initialGuardian May pause (zero for none).
@@ -78,6 +79,7 @@ contract CrossChainRelay is ICrossChainRelay, EIP712, Ownable2Step, Pausable {
         whenNotPaused
         returns (bytes32 id)
     {
+        if (!_allowedSenders[msg.sender]) revert SenderNotAllowed(msg.sender);
         address dstRelay = _buckets[dstChainId].relay;
         if (dstRelay == address(0)) revert UnknownDestination(dstChainId);
         if (recipient == address(0)) revert ZeroAddress();
@@ -181,6 +183,19 @@ contract CrossChainRelay is ICrossChainRelay, EIP712, Ownable2Step, Pausable {
     }
 
     /// @inheritdoc ICrossChainRelay
+    function setSenderAllowed(address sender, bool allowed) external onlyOwner {
+        if (sender == address(0)) revert ZeroAddress();
+        _allowedSenders[sender] = allowed;
+        emit SenderAllowed(sender, allowed);
+    }
+
+    /// @notice Disabled: without an owner the relay could stay paused for good and its validators could never
+    /// be rotated. Transfer ownership instead.
+    function renounceOwnership() public view override onlyOwner {
+        revert RenounceDisabled();
+    }
+
+    /// @inheritdoc ICrossChainRelay
     function setGuardian(address newGuardian) external onlyOwner {
         _setGuardian(newGuardian);
     }
@@ -237,6 +252,11 @@ contract CrossChainRelay is ICrossChainRelay, EIP712, Ownable2Step, Pausable {
         uint256 level = _levelNow(bucket, limit);
         available = level / TOKEN;
         if (available < limit.capacity) nextTokenIn = _secondsToRefill((available + 1) * TOKEN - level, limit.refillPerHour);
+    }
+
+    /// @inheritdoc ICrossChainRelay
+    function isSenderAllowed(address sender) external view returns (bool) {
+        return _allowedSenders[sender];
     }
 
     /// @inheritdoc ICrossChainRelay

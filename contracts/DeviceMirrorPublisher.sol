@@ -9,9 +9,20 @@ import {IDeviceRegistry} from "../interfaces/IDeviceRegistry.sol";
 /// @title DeviceMirrorPublisher
 /// @notice On chain A: sends a device's current registry record (owner, key, lifecycle state) to the
 /// DeviceMirror of another chain through CrossChainRelay. Anyone may publish, since the snapshot is read from
-/// the registry itself; a snapshot equal to the last one sent to that chain is refused, so publishing costs
-/// a real change on the registry.
+/// the registry itself. All publications share the relay's rate limit to that chain, so each device is
+/// published at most once per `publishInterval` to a chain: a snapshot equal to the last one sent to the same
+/// mirror is refused within the interval (`NothingChanged`; after it, it may be sent again, which heals a lost
+/// message), and a changed one too (`PublishTooSoon`) unless the device is now Decommissioned, which is final
+/// and always goes at once.
+/// @dev Sequences are `max(previous + 1, block.timestamp << 24)`: increasing, and a replacement publisher on
+/// the same chain continues above its predecessor, so the mirror never takes its snapshots for stale ones.
 contract DeviceMirrorPublisher is Ownable2Step {
+    /// @dev The last snapshot sent for a device to a chain, in one slot.
+    struct Publication {
+        bytes27 snapshotHash;
+        uint40 publishedAt;
+    }
+
     /// @notice The gas the mirror's `receiveMessage` gets on the destination.
     uint32 public constant MIRROR_GAS_LIMIT = 150_000;
 
@@ -19,9 +30,11 @@ contract DeviceMirrorPublisher is Ownable2Step {
     IDeviceRegistry public immutable registry;
     /// @notice The relay that carries the snapshots.
     ICrossChainRelay public immutable relay;
+    /// @notice The least time between two publications of one device to one chain (Decommissioned excepted).
+    uint256 public immutable publishInterval;
 
     mapping(uint64 dstChainId => address mirror) private _mirrors;
-    mapping(uint64 dstChainId => mapping(uint256 deviceId => bytes32 snapshotHash)) private _published;
+    mapping(uint64 dstChainId => mapping(uint256 deviceId => Publication)) private _published;
     uint64 private _sequence;
 
     /// @notice The owner set the mirror of chain `dstChainId` (zero: none).
@@ -39,16 +52,24 @@ contract DeviceMirrorPublisher is Ownable2Step {
     error ZeroAddress();
     error UnknownDevice(uint256 deviceId);
     error NoMirror(uint64 dstChainId);
-    /// @notice The device's record has not changed since it was last published to that chain.
-    error NothingChanged(uint256 deviceId, uint64 dstChainId);
+    /// @notice The device's record has not changed since it was last published to that chain's mirror, less
+    /// than `publishInterval` ago; it may be sent again from `availableAt`.
+    error NothingChanged(uint256 deviceId, uint64 dstChainId, uint256 availableAt);
+    /// @notice The device was published to that chain less than `publishInterval` ago; the next publication
+    /// may go from `availableAt` (a decommissioning goes at once).
+    error PublishTooSoon(uint256 deviceId, uint64 dstChainId, uint256 availableAt);
 
     /// @param registry_ The DeviceRegistry of this chain.
     /// @param relay_ The CrossChainRelay of this chain.
     /// @param initialOwner Sets the mirrors.
-    constructor(IDeviceRegistry registry_, ICrossChainRelay relay_, address initialOwner) Ownable(initialOwner) {
+    /// @param publishInterval_ The least time between two publications of one device to one chain.
+    constructor(IDeviceRegistry registry_, ICrossChainRelay relay_, address initialOwner, uint256 publishInterval_)
+        Ownable(initialOwner)
+    {
         if (address(registry_) == address(0) || address(relay_) == address(0)) revert ZeroAddress();
         registry = registry_;
         relay = relay_;
+        publishInterval = publishInterval_;
     }
 
     /// @notice Sets the DeviceMirror that chain `dstChainId`'s snapshots go to. Owner only.
@@ -70,14 +91,31 @@ contract DeviceMirrorPublisher is Ownable2Step {
         IDeviceRegistry.Device memory device = registry.getDevice(deviceId);
         if (device.state == IDeviceRegistry.DeviceState.None) revert UnknownDevice(deviceId);
         address owner = registry.ownerOf(deviceId);
-        bytes32 snapshotHash = keccak256(abi.encode(owner, device.key, device.state));
-        if (_published[dstChainId][deviceId] == snapshotHash) revert NothingChanged(deviceId, dstChainId);
-        _published[dstChainId][deviceId] = snapshotHash;
-        uint64 sequence = ++_sequence;
+        bytes27 snapshotHash = bytes27(keccak256(abi.encode(mirror, owner, device.key, device.state)));
+        Publication memory last = _published[dstChainId][deviceId];
+        if (last.publishedAt != 0) {
+            uint256 availableAt = last.publishedAt + publishInterval;
+            if (block.timestamp < availableAt) {
+                if (last.snapshotHash == snapshotHash) revert NothingChanged(deviceId, dstChainId, availableAt);
+                if (device.state != IDeviceRegistry.DeviceState.Decommissioned) {
+                    revert PublishTooSoon(deviceId, dstChainId, availableAt);
+                }
+            }
+        }
+        _published[dstChainId][deviceId] = Publication(snapshotHash, uint40(block.timestamp));
+        uint64 sequence = _nextSequence();
         IDeviceMirror.DeviceSnapshot memory snapshot =
             IDeviceMirror.DeviceSnapshot(deviceId, owner, device.key, device.state, sequence);
         messageId = relay.send(dstChainId, mirror, MIRROR_GAS_LIMIT, abi.encode(snapshot));
         emit DevicePublished(deviceId, dstChainId, messageId, owner, device.state, sequence);
+    }
+
+    /// @notice When device `deviceId` was last published to chain `dstChainId` (0: never).
+    /// @param deviceId The device.
+    /// @param dstChainId The chain.
+    /// @return The block timestamp of the last publication.
+    function lastPublishedAt(uint256 deviceId, uint64 dstChainId) external view returns (uint256) {
+        return _published[dstChainId][deviceId].publishedAt;
     }
 
     /// @notice The mirror that chain `dstChainId`'s snapshots go to.
@@ -85,5 +123,12 @@ contract DeviceMirrorPublisher is Ownable2Step {
     /// @return The mirror (zero: none).
     function mirrorOf(uint64 dstChainId) external view returns (address) {
         return _mirrors[dstChainId];
+    }
+
+    function _nextSequence() private returns (uint64 sequence) {
+        uint256 fromClock = block.timestamp << 24;
+        uint256 next = uint256(_sequence) + 1;
+        sequence = uint64(next > fromClock ? next : fromClock);
+        _sequence = sequence;
     }
 }

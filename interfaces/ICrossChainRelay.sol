@@ -78,12 +78,18 @@ interface ICrossChainRelay {
     event RemoteSet(uint64 indexed chainId, address indexed relay, uint32 capacity, uint32 refillPerHour);
     /// @notice The owner removed chain `chainId`: its messages are no longer delivered and none are sent to it.
     event RemoteRemoved(uint64 indexed chainId);
+    /// @notice The owner allowed `sender` to send messages through this relay, or stopped allowing it.
+    event SenderAllowed(address indexed sender, bool allowed);
     /// @notice The owner appointed a new guardian.
     event GuardianChanged(address indexed previousGuardian, address indexed newGuardian);
 
     error ZeroAddress();
     /// @notice The caller is neither the guardian nor the owner.
     error NotGuardian(address caller);
+    /// @notice Only senders the owner allowed may send: every message from a chain spends the same rate limit.
+    error SenderNotAllowed(address sender);
+    /// @notice The relay cannot be left without an owner (it could stay paused for good).
+    error RenounceDisabled();
     /// @notice No trusted relay is set for chain `dstChainId`.
     error UnknownDestination(uint64 dstChainId);
     error PayloadTooLarge(uint256 size, uint256 maxSize);
@@ -123,7 +129,9 @@ interface ICrossChainRelay {
     error InvalidRateLimit(uint32 capacity, uint32 refillPerHour);
 
     /// @notice Sends `payload` to `recipient` on chain `dstChainId`, to be called with `gasLimit` gas.
-    /// @dev The sender is `msg.sender`; the recipient sees it and must check it. Refused while paused.
+    /// @dev The sender is `msg.sender`, which the owner must have allowed (`setSenderAllowed`): all messages
+    /// from this chain share one rate limit on the destination, so an open `send` would let anyone use it up.
+    /// The recipient sees the sender and must check it. Refused while paused.
     /// @param dstChainId The destination chain; its relay must be set (`setRemote`).
     /// @param recipient The contract called on the destination (an `IRelayRecipient`).
     /// @param gasLimit The gas the recipient's call gets, at most `MAX_GAS_LIMIT`.
@@ -147,6 +155,9 @@ interface ICrossChainRelay {
 
     /// @notice Calls a Failed message's recipient again; the message becomes Delivered if the call succeeds,
     /// otherwise the transaction reverts with `RetryFailed` and the message stays Failed. Anyone may call.
+    /// @dev The message's source relay must still be the one trusted for its chain: when the owner removes or
+    /// replaces a remote (for example after a validator compromise), its Failed messages can no longer run;
+    /// trusting the relay again makes them retryable.
     /// @param message The message (its id must be Failed here).
     /// @param gasLimit The gas the recipient's call gets, at least the message's own gas limit and at most
     /// `MAX_GAS_LIMIT`.
@@ -170,6 +181,17 @@ interface ICrossChainRelay {
     /// Owner only.
     /// @param chainId The remote chain.
     function removeRemote(uint64 chainId) external;
+
+    /// @notice Allows `sender` (a contract of an application using this relay) to send messages, or stops
+    /// allowing it. Owner only.
+    /// @param sender The sender.
+    /// @param allowed Whether it may send.
+    function setSenderAllowed(address sender, bool allowed) external;
+
+    /// @notice Whether `sender` may send messages.
+    /// @param sender The address.
+    /// @return Whether it may.
+    function isSenderAllowed(address sender) external view returns (bool);
 
     /// @notice Appoints the guardian, who may pause but not unpause. Owner only.
     /// @param guardian The new guardian (zero for none).

@@ -11,8 +11,9 @@ import {IDeviceRegistry} from "./IDeviceRegistry.sol";
 /// it is published and delivered.
 interface IDeviceMirror {
     /// @notice A device as the registry on chain A held it when it was published; the relay payload is
-    /// `abi.encode(DeviceSnapshot)`. `sequence` increases with every publication of the publisher, so the
-    /// mirror keeps the newest snapshot even if messages arrive out of order.
+    /// `abi.encode(DeviceSnapshot)`. `sequence` increases with every publication (and continues above a
+    /// replaced publisher's, see DeviceMirrorPublisher), so the mirror keeps the newest snapshot even if messages
+    /// arrive out of order.
     struct DeviceSnapshot {
         uint256 deviceId;
         address owner;
