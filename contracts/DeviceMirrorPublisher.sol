@@ -15,7 +15,8 @@ import {IDeviceRegistry} from "../interfaces/IDeviceRegistry.sol";
 /// message), and a changed one too (`PublishTooSoon`) unless the device is now Decommissioned, which is final
 /// and always goes at once.
 /// @dev Sequences are `max(previous + 1, block.timestamp << 24)`: increasing, and a replacement publisher on
-/// the same chain continues above its predecessor, so the mirror never takes its snapshots for stale ones.
+/// the same chain that first publishes in a later second than its predecessor last did continues above it
+/// (given fewer than 2^24 publications a second), so the mirror does not take its snapshots for stale ones.
 contract DeviceMirrorPublisher is Ownable2Step {
     /// @dev The last snapshot sent for a device to a chain, in one slot.
     struct Publication {
