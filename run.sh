@@ -2,9 +2,11 @@
 # thingledger's one entry point. Every command first makes sure the toolchain
 # is installed (quickly skipped when nothing changed), then does its job.
 #
-#   ./run.sh demo     set up, then tell both stories on local chains: the sales order
-#                     (scripts/demo.py), then the field service (scripts/service_demo.py);
-#                     `./run.sh demo sales` or `./run.sh demo service` tells one
+#   ./run.sh demo     set up, then tell every story on local chains: the sales order
+#                     (scripts/demo.py), the field service (scripts/service_demo.py), then the
+#                     device mirrored from a public chain to a permissioned one through the
+#                     bridge (scripts/bridge_demo.py, which starts and stops its own two chains);
+#                     `./run.sh demo sales`, `./run.sh demo service` or `./run.sh demo bridge` tells one
 #   ./run.sh test     set up, then run every test gate
 #   ./run.sh bench    set up, then print the benchmark figures
 #   ./run.sh setup    only set up
@@ -102,18 +104,21 @@ case "$cmd" in
   # `setup` runs as a plain command so that `set -e` stops at its first failure.
   setup) setup ;;
   demo)
-    # Each story is its own ape script on its own fresh chain; extra arguments go to each `ape run`.
+    # Each story is its own ape script on its own fresh chain; extra arguments go to the `ape run` of the
+    # sales and service stories. The bridge story starts its own two chains and takes none.
     story="${1:-all}"
     case "$story" in
-      sales | service | all) [[ $# -gt 0 ]] && shift ;;
+      sales | service | bridge | all) [[ $# -gt 0 ]] && shift ;;
       -*) story=all ;;
-      *) die "usage: ./run.sh demo [sales|service] [ape run options]" ;;
+      *) die "usage: ./run.sh demo [sales|service|bridge] [ape run options]" ;;
     esac
+    [[ "$story" == bridge && $# -gt 0 ]] && die "the bridge story takes no options (it starts its own chains)"
     setup
-    if [[ "$story" != service ]]; then ape run demo "$@"; fi
-    if [[ "$story" != sales ]]; then exec ape run service_demo "$@"; fi
+    if [[ "$story" == all || "$story" == sales ]]; then ape run demo "$@"; fi
+    if [[ "$story" == all || "$story" == service ]]; then ape run service_demo "$@"; fi
+    if [[ "$story" == all || "$story" == bridge ]]; then ape run bridge_demo; fi
     ;;
   test) setup; exec bash toolchain/test-gates.sh "$@" ;;
   bench) setup; exec bash toolchain/bench.sh "$@" ;;
-  *) die "usage: ./run.sh {demo [sales|service]|test|bench|setup}" ;;
+  *) die "usage: ./run.sh {demo [sales|service|bridge]|test|bench|setup}" ;;
 esac
