@@ -32,10 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import bench_cli
+from thingledger_bridge.devnet import ChainSettings, LocalBridge, rpc, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-from _local_bridge import ChainSettings, LocalBridge, rpc, wait_until  # noqa: E402
 
 SOURCE_CHAIN_ID, DESTINATION_CHAIN_ID = 1001, 1002
 BLOCK_SECONDS = 1  # both chains, interval mining

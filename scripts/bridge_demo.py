@@ -35,7 +35,14 @@ from rich.table import Table
 # Scripts are loaded by file, so the modules beside this one come through sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _demo_story import DemoFailure, Story  # noqa: E402
-from _local_bridge import BridgeProcessError, ChainSettings, LocalBridge, revert_reason, rpc, wait_until  # noqa: E402
+from thingledger_bridge.devnet import (  # noqa: E402
+    BridgeProcessError,
+    ChainSettings,
+    LocalBridge,
+    revert_reason,
+    rpc,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "demo-output" / "bridge"

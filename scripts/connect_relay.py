@@ -2,7 +2,7 @@
 
     ape run connect_relay --network iotex:testnet:node --account deployer \\
         --remote-chain-id 1002 --remote-relay 0xRelayOnB... --capacity 100 --refill-per-hour 600 \\
-        [--trust-publisher 0xPublisherOnB...] [--mirror-to 0xMirrorOnB...]
+        [--trust-publisher 0xPublisherOnB...] [--mirror-to 0xMirrorOnB...] [--allow-sender 0xYourApp...]
 
 Run it on both chains, each time naming the other one:
 - always: the relay trusts `--remote-relay` as the relay of chain `--remote-chain-id` (messages both ways) and
@@ -10,7 +10,10 @@ Run it on both chains, each time naming the other one:
 - `--trust-publisher` (on the receiving chain B): this chain's DeviceMirror accepts snapshots from that
   DeviceMirrorPublisher of the remote chain;
 - `--mirror-to` (on the sending chain A): this chain's DeviceMirrorPublisher sends snapshots to that
-  DeviceMirror of the remote chain.
+  DeviceMirror of the remote chain;
+- `--allow-sender` (repeatable): this chain's relay lets that contract send messages (`setSenderAllowed`); every
+  sender of a chain shares its rate limit on the other side, so only allowed senders may send. `deploy_relay
+  --publisher` already allows the publisher it deploys.
 This chain's contracts are read from deployments/<chainId>.json (`ape run deploy_relay`), where the settings
 are recorded too. The account must own them. Bad input is refused before any transaction, with one line.
 """
@@ -51,6 +54,7 @@ def connect_relay(
     *,
     trust_publisher: str | None = None,
     mirror_to: str | None = None,
+    allow_senders: tuple[str, ...] = (),
     folder: Path = DEPLOYMENTS_FOLDER,
     **tx_args: Any,
 ) -> list[tuple[str, Any]]:
@@ -71,6 +75,7 @@ def connect_relay(
             raise BadInput(f"{option} {value} is out of range (1 to {MAX_UINT32:,} messages)")
     publisher_address = parse_address(trust_publisher, "--trust-publisher") if trust_publisher else None
     mirror_address = parse_address(mirror_to, "--mirror-to") if mirror_to else None
+    sender_addresses = [parse_address(sender, "--allow-sender") for sender in allow_senders]
 
     record = read_deployment(chain_id, folder)
 
@@ -98,6 +103,11 @@ def connect_relay(
         "relay": relay_address, "capacity": capacity, "refillPerHour": refill_per_hour}
     record_step(f"CrossChainRelay trusts {relay_address} as chain {remote_chain_id}'s relay "
                 f"({capacity} messages burst, {refill_per_hour}/hour)", receipt)
+    for sender in sender_addresses:
+        receipt = relay.setSenderAllowed(sender, True, sender=account, **tx_args)
+        allowed = entries["CrossChainRelay"].setdefault("allowedSenders", [])
+        entries["CrossChainRelay"]["allowedSenders"] = sorted(set(allowed) | {sender})
+        record_step(f"CrossChainRelay lets {sender} send messages", receipt)
     if mirror is not None:
         receipt = mirror.setTrustedPublisher(remote_chain_id, publisher_address, True, sender=account, **tx_args)
         trusted = entries["DeviceMirror"].setdefault("trustedPublishers", {})
@@ -120,6 +130,8 @@ def connect_relay(
 @click.option("--refill-per-hour", type=int, required=True, help="Messages added back to that burst per hour.")
 @click.option("--trust-publisher", metavar="0x..", help="This chain's DeviceMirror accepts that remote publisher.")
 @click.option("--mirror-to", metavar="0x..", help="This chain's DeviceMirrorPublisher sends to that remote mirror.")
+@click.option("--allow-sender", "allow_senders", multiple=True, metavar="0x..",
+              help="A contract of this chain that may send messages through the relay (repeatable).")
 @click.option("--out", "out_folder", type=click.Path(file_okay=False, path_type=Path), default=DEPLOYMENTS_FOLDER,
               show_default=True, help="Folder of the deployment files.")
 def cli(
@@ -130,12 +142,14 @@ def cli(
     refill_per_hour: int,
     trust_publisher: str | None,
     mirror_to: str | None,
+    allow_senders: tuple[str, ...],
     out_folder: Path,
 ) -> None:
     """Connect this chain's relay (and device mirror ends) to another chain's."""
     try:
         done = connect_relay(account, remote_chain_id, remote_relay, capacity, refill_per_hour,
-                             trust_publisher=trust_publisher, mirror_to=mirror_to, folder=out_folder)
+                             trust_publisher=trust_publisher, mirror_to=mirror_to,
+                             allow_senders=allow_senders, folder=out_folder)
     except ApeException as error:
         raise click.ClickException(" ".join(str(error).split()) or type(error).__name__) from None
     for action, receipt in done:

@@ -259,6 +259,20 @@ def test_connect_relay_without_mirror_options_sets_only_the_remote(admin, folder
     assert "mirrors" not in entries["DeviceMirrorPublisher"]
 
 
+def test_connect_relay_allows_senders_and_records_them(admin, stranger, folder, chain_id, both_ends):
+    relay = both_ends["CrossChainRelay"]
+    app = "0x" + "cd" * 20
+    assert not relay.isSenderAllowed(app)
+
+    done = connect_relay(admin, REMOTE_CHAIN, "0x" + "ab" * 20, 5, 5, allow_senders=(app, stranger.address),
+                         folder=folder)
+
+    assert len(done) == 3
+    assert relay.isSenderAllowed(app) and relay.isSenderAllowed(stranger.address)
+    allowed = deployment_file(folder, chain_id)["contracts"]["CrossChainRelay"]["allowedSenders"]
+    assert {address.lower() for address in allowed} >= {app, stranger.address.lower()}
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -270,6 +284,8 @@ def test_connect_relay_without_mirror_options_sets_only_the_remote(admin, folder
         ({"refill_per_hour": 2**32}, f"--refill-per-hour {2**32} is out of range (1 to 4,294,967,295 messages)"),
         ({"trust_publisher": "0x12"}, "--trust-publisher: '0x12' is not an address (0x followed by 40 hex digits)"),
         ({"mirror_to": ZERO}, "--mirror-to: the zero address is not allowed"),
+        ({"allow_senders": ("0x" + "cd" * 20, "nope")},
+         "--allow-sender: 'nope' is not an address (0x followed by 40 hex digits)"),
     ],
 )
 def test_bad_connect_input_is_refused_in_one_line_before_any_transaction(admin, folder, both_ends, changes, message):
