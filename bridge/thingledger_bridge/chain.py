@@ -1,6 +1,7 @@
-"""JSON-RPC access to one chain: retries with backoff on connection errors, batched reads, the safe head
-(by depth or the node's finalized block), chunked eth_getLogs, and calls whose reverts are decoded from the
-relay's ABI."""
+"""JSON-RPC access to one chain: retries with backoff on connection errors (or, for a process that backs off
+per chain itself, failing fast when nothing answers), batched reads, the safe head (by depth or the node's
+finalized block), chunked eth_getLogs, and calls and gas estimates against the latest block whose reverts are
+decoded from the relay's ABI."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from urllib3.exceptions import NewConnectionError
 
 from .config import ChainConfig
 from .errors import BridgeError, one_line
@@ -45,6 +47,34 @@ class ChainUnavailable(BridgeError):
     """The chain's RPC endpoint cannot be reached (after retries)."""
 
 
+class ChainMisconfigured(BridgeError):
+    """The endpoint answers for another chain id, or there is no contract at the configured relay address."""
+
+
+# What `eth_sendRawTransaction` answers when the node already holds the very same transaction (geth, erigon,
+# reth: "already known"; anvil: "transaction already imported"; parity/openethereum: "known transaction";
+# besu: "TRANSACTION_ALREADY_KNOWN"; nethermind: "AlreadyKnown").
+ALREADY_KNOWN = ("already known", "known transaction", "already imported", "already_known", "alreadyknown")
+
+# Seconds to wait for a TCP connection to the node (the answer itself may take up to the Rpc's `timeout`).
+CONNECT_TIMEOUT = 5.0
+
+
+def is_already_known(message: str) -> bool:
+    """Whether a node's refusal of a raw transaction says it holds that transaction already."""
+    text = message.lower()
+    return any(marker in text for marker in ALREADY_KNOWN)
+
+
+def _no_connection(error: requests.RequestException) -> bool:
+    """Whether the request never reached a node: the connection was refused or could not be made in time."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    cause = error.args[0] if error.args else None
+    reason = getattr(cause, "reason", cause)
+    return isinstance(reason, (NewConnectionError, ConnectionRefusedError))
+
+
 def _revert_data(error: dict[str, Any]) -> bytes | None:
     data = error.get("data")
     if isinstance(data, dict):
@@ -67,13 +97,28 @@ class Rpc:
     """A minimal JSON-RPC 2.0 client over HTTP with a kept-alive session.
 
     Connection errors and HTTP 5xx/429 are retried with exponential backoff (0.1 s doubling, `retries` times);
-    JSON-RPC errors are raised as RpcError at once."""
+    JSON-RPC errors are raised as RpcError at once.
 
-    def __init__(self, url: str, *, timeout: float = 30.0, retries: int = 4, label: str | None = None) -> None:
+    With `fail_fast`, a request that cannot reach the node at all (connection refused, no connection within
+    CONNECT_TIMEOUT) or gets no answer within `timeout` raises ChainUnavailable at once, without retrying: for a
+    caller that backs off per chain itself (the relayer), so that a dead chain costs its other chains
+    milliseconds, not seconds of retries. A connection cut in the middle of a request and HTTP 5xx/429 are still
+    retried."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 30.0,
+        retries: int = 4,
+        label: str | None = None,
+        fail_fast: bool = False,
+    ) -> None:
         self.url = url
         self.timeout = timeout
         self.retries = retries
         self.label = label or url
+        self.fail_fast = fail_fast
         self.session = requests.Session()
         self._ids = itertools.count(1)
 
@@ -81,14 +126,17 @@ class Rpc:
         delay = 0.1
         for attempt in range(self.retries + 1):
             try:
-                response = self.session.post(self.url, json=body, timeout=self.timeout)
+                response = self.session.post(
+                    self.url, json=body, timeout=(min(CONNECT_TIMEOUT, self.timeout), self.timeout)
+                )
                 if response.status_code == 429 or response.status_code >= 500:
                     raise requests.ConnectionError(f"HTTP {response.status_code}")
                 if response.status_code != 200:
                     raise ChainUnavailable(f"{self.label}: HTTP {response.status_code} from {self.url}")
                 return response.json()
             except (requests.ConnectionError, requests.Timeout) as error:
-                if attempt == self.retries:
+                give_up = self.fail_fast and (isinstance(error, requests.Timeout) or _no_connection(error))
+                if give_up or attempt == self.retries:
                     raise ChainUnavailable(f"{self.label}: cannot reach {self.url} ({one_line(error)[:160]})") from None
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -182,9 +230,9 @@ class Fees:
 class ChainClient:
     """One configured chain: its RPC, its relay, its safe head."""
 
-    def __init__(self, config: ChainConfig, rpc: Rpc | None = None) -> None:
+    def __init__(self, config: ChainConfig, rpc: Rpc | None = None, *, fail_fast: bool = False) -> None:
         self.config = config
-        self.rpc = rpc or Rpc(config.rpc_url, label=f"chain {config.name} ({config.chain_id})")
+        self.rpc = rpc or Rpc(config.rpc_url, label=f"chain {config.name} ({config.chain_id})", fail_fast=fail_fast)
         self.abi = relay_abi()
 
     @property
@@ -203,10 +251,12 @@ class ChainClient:
         """Refuses an endpoint serving another chain, or a relay address without code."""
         answered = from_hex(self.rpc.call("eth_chainId", []))
         if answered != self.chain_id:
-            raise BridgeError(f"{self.label}: {self.config.rpc_url} serves chain id {answered}, not {self.chain_id}")
+            raise ChainMisconfigured(
+                f"{self.label}: {self.config.rpc_url} serves chain id {answered}, not {self.chain_id}"
+            )
         code = self.rpc.call("eth_getCode", [self.relay, "latest"])
         if not code or code == "0x":
-            raise BridgeError(f"{self.label}: no contract at relay address {self.relay}")
+            raise ChainMisconfigured(f"{self.label}: no contract at relay address {self.relay}")
 
     def head(self) -> int:
         return from_hex(self.rpc.call("eth_blockNumber", []))
@@ -273,7 +323,7 @@ class ChainClient:
         return self.abi.decode_output(function, unhex(result))
 
     def message_statuses(self, ids: list[bytes]) -> list[int]:
-        """`messageStatus` of each id, in one batch."""
+        """`messageStatus` of each id at the latest block, in one batch."""
         calls = [
             ("eth_call", [{"to": self.relay, "data": hexbytes(self.abi.encode("messageStatus", i))}, "latest"])
             for i in ids
@@ -291,21 +341,27 @@ class ChainClient:
 
         return [to_checksum_address(v) for v in validators], int(threshold), int(epoch)
 
-    def estimate_gas(self, sender: str, data: bytes) -> int:
-        """Gas estimate of calling the relay with `data` from `sender`; a revert raises RevertError."""
+    def estimate_gas(self, sender: str, data: bytes, block: str = "latest") -> int:
+        """Gas estimate of calling the relay with `data` from `sender` on `block` (the latest block unless told:
+        nodes estimate on their pending state by default, where transactions not mined yet, anyone's, have
+        already run); a revert raises RevertError."""
         try:
             return from_hex(
-                self.rpc.call("eth_estimateGas", [{"from": sender, "to": self.relay, "data": hexbytes(data)}])
+                self.rpc.call("eth_estimateGas", [{"from": sender, "to": self.relay, "data": hexbytes(data)}, block])
             )
         except RpcError as error:
             if is_revert(error):
                 raise self._revert(error) from None
             raise BridgeError(f"{self.label}: eth_estimateGas failed: {error.message}") from None
 
-    def estimate_gas_many(self, sender: str, datas: list[bytes]) -> list[int | RevertError]:
-        """Gas estimates of several relay calls in one batch; a reverting one is its RevertError."""
+    def estimate_gas_many(self, sender: str, datas: list[bytes], block: str = "latest") -> list[int | RevertError]:
+        """Gas estimates of several relay calls on `block` (see `estimate_gas`) in one batch; a reverting one is
+        its RevertError."""
         answers = self.rpc.batch(
-            [("eth_estimateGas", [{"from": sender, "to": self.relay, "data": hexbytes(data)}]) for data in datas]
+            [
+                ("eth_estimateGas", [{"from": sender, "to": self.relay, "data": hexbytes(data)}, block])
+                for data in datas
+            ]
         )
         results: list[int | RevertError] = []
         for answer in answers:
@@ -338,7 +394,7 @@ class ChainClient:
         try:
             self.rpc.call("eth_sendRawTransaction", [hexbytes(raw)])
         except RpcError as error:
-            if "already known" in error.message.lower() or "known transaction" in error.message.lower():
+            if is_already_known(error.message):
                 return keccak(raw)
             raise
         return keccak(raw)

@@ -137,10 +137,10 @@ def _config(args: argparse.Namespace) -> Any:
     return load_config(args.config)
 
 
-def _clients(config: Any, *, check: bool = True) -> dict[int, Any]:
+def _clients(config: Any, *, check: bool = True, fail_fast: bool = False) -> dict[int, Any]:
     from .chain import ChainClient
 
-    clients = {chain.chain_id: ChainClient(chain) for chain in config.chains}
+    clients = {chain.chain_id: ChainClient(chain, fail_fast=fail_fast) for chain in config.chains}
     if check:
         for client in clients.values():
             client.check()
@@ -228,10 +228,12 @@ def cmd_run(args: argparse.Namespace, output: Any) -> int:
     config = _config(args)
     settings = config.require_relayer()
     account = load_account(settings.key, "relayer")
-    clients = _clients(config)
+    # The relayer backs off per chain itself: its clients fail fast, and each chain is checked by the first
+    # pass that reaches it, so one chain down at the start does not keep the others' lanes from running.
+    clients = _clients(config, check=False, fail_fast=True)
     store = _relayer_store(config)
     stop = _stop_on_signals()
-    relayer = Relayer(config, account, clients, store, output.event)
+    relayer = Relayer(config, account, clients, store, output.event, unchecked=clients)
     try:
         if not output.json_mode and output.console.is_terminal:
             with LiveView(output, store.counts()) as view:
@@ -301,7 +303,7 @@ def cmd_retry(args: argparse.Namespace, output: Any) -> int:
     from .keys import load_account
     from .messages import parse_id
     from .relay_abi import relay_abi
-    from .relayer import GAS_MARGIN_PERCENT, Relayer
+    from .relayer import GAS_MARGIN_PERCENT, Relayer, estimate_deliveries
 
     message_id = _message_id(args.id)
     config = _config(args)
@@ -335,30 +337,44 @@ def cmd_retry(args: argparse.Namespace, output: Any) -> int:
         data = relay_abi().encode("retry", row.message.as_tuple(), gas_limit)
         from .chain import RevertError
 
-        try:
-            estimate = client.estimate_gas(account.address, data)
-        except RevertError as error:
-            raise BridgeError(f"retry of {message_id} reverts: {error.description}") from None
-        relayer = Relayer(config, account, clients, store, output.event if output.json_mode else (lambda *a, **k: None))
+        (estimate,) = estimate_deliveries(client, account.address, [data])
+        if isinstance(estimate, RevertError):
+            raise BridgeError(f"retry of {message_id} reverts: {estimate.description}")
+        relayer = Relayer(
+            config,
+            account,
+            clients,
+            store,
+            output.event if output.json_mode else (lambda *a, **k: None),
+            check_open_at_start=False,  # the retry is sent just now: look for its receipt, do not resend it
+        )
         gas = estimate + estimate * GAS_MARGIN_PERCENT // 100
         row = _known(store, message_id)
         if not relayer.submit(row, client, data, gas, kind="retry"):
             raise BridgeError(f"the node refused the retry transaction of {message_id}")
         stop = threading.Event()
-        relayer.wait_for_receipts(settings.receipt_timeout, stop)
+        relayer.wait_for_receipts(settings.receipt_timeout, stop, message_id)
         result = _known(store, message_id)
         if result.state != "delivered":
-            pending = any(sub.open for sub in store.submissions(message_id))
-            if pending:
+            submissions = store.submissions(message_id)
+            if any(sub.open for sub in submissions):
                 raise BridgeError(f"retry of {message_id} sent but not mined within {settings.receipt_timeout:.0f} s")
-            raise BridgeError(f"retry of {message_id} reverted on chain; it stays failed")
+            if client.message_statuses([parse_id(message_id)])[0] == 1:
+                # Delivered on chain all the same (by someone else's retry): say so, and record it.
+                store.mark_delivered(message_id, "other")
+                result = _known(store, message_id)
+            elif submissions[-1].status == "reverted":
+                raise BridgeError(f"retry of {message_id} reverted on chain; it stays failed")
+            else:
+                raise BridgeError(
+                    f"retry of {message_id} was not mined ({submissions[-1].status}: {submissions[-1].error}); "
+                    "it stays failed"
+                )
         if output.json_mode:
             output.json({"event": "delivered", **result.to_json("Delivered")})
         else:
-            output.console.print(
-                f"message {message_id} retried on chain {row.message.dst_chain_id}: delivered "
-                f"(tx {result.tx_hashes[-1]})"
-            )
+            by = f"tx {result.tx_hashes[-1]}" if result.delivered_by == "us" else "by another transaction"
+            output.console.print(f"message {message_id} retried on chain {row.message.dst_chain_id}: delivered ({by})")
         return EXIT_OK
     finally:
         store.close()

@@ -2,16 +2,24 @@
 destination in nonce order per lane, exactly once, and survives crashes.
 
 One pass (`Relayer.pass_once`):
+  0. connect to the chains not checked yet (chain id, relay code): one that is down at the start does not hold
+     up the others, it is tried again with the chain backoff below;
   1. check open submissions: a receipt settles the message (delivered / failed / reverted); a transaction
-     without receipt after `receipt_timeout` (at once after a restart) is rebroadcast while the destination
-     status is None and its account nonce is unused, else the message is settled or queued again;
+     without receipt `receipt_timeout` after its last broadcast attempt (at once after a restart) is
+     rebroadcast while the destination status is None and its account nonce is unused, else the message is
+     settled (from a receipt, looked up again before anything is declared dropped) or queued again;
   2. scan every source chain from its cursor to its safe head; the messages found and the new cursor are
      committed in ONE transaction;
   3. collect signatures of pending messages from the signature store (only valid ones by current validators
      of the destination relay);
-  4. deliver the ready messages of each lane (source, destination) in nonce order: estimate (a revert tells
-     AlreadyProcessed / RateLimited / ... before anything is sent), sign locally, RECORD the submission,
-     then broadcast. Several deliveries are in flight at once; the account nonce is kept locally.
+  4. deliver the ready messages of each lane (source, destination) in nonce order: estimate on the latest
+     block (a revert tells AlreadyProcessed / RateLimited / ... before anything is sent; AlreadyProcessed is
+     believed only once `messageStatus` at the latest block confirms it), sign locally, RECORD the
+     submission, then broadcast. Several deliveries are in flight at once; the account nonce is kept locally.
+
+A chain that does not answer is left alone for a while (backoff_initial doubling up to backoff_max, like a
+message's attempts) and the lanes that do not involve it go on; its RPC client fails fast (no retries when
+nothing answers), so a dead chain costs the others no time.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +35,17 @@ from eth_abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
 
 from . import failpoints
-from .chain import ChainClient, Fees, RevertError, RpcError, from_hex, hexbytes, unhex
+from .chain import (
+    ChainClient,
+    ChainMisconfigured,
+    ChainUnavailable,
+    Fees,
+    RevertError,
+    RpcError,
+    from_hex,
+    hexbytes,
+    unhex,
+)
 from .config import Config, RelayerConfig
 from .errors import BridgeError
 from .messages import (
@@ -39,7 +57,7 @@ from .messages import (
     decode_message_sent,
     hex_id,
 )
-from .relay_abi import STATUS_NAMES, relay_abi
+from .relay_abi import relay_abi
 from .relayer_store import MessageRow, RelayerStore, Submission
 from .signature_store import read_signature
 
@@ -51,6 +69,46 @@ GAS_MARGIN_PERCENT = 20
 MAX_DELIVERIES_PER_PASS = 256
 PERMANENT_ERRORS = frozenset({"UntrustedSource", "WrongDestination", "UnsupportedVersion"})
 NONCE_TOO_LOW = ("nonce too low", "nonce is too low", "already been used", "oldnonce", "invalid nonce")
+# Seconds before a call whose answer made no sense (see `is_relay_verdict`) is asked again: longer than a node
+# takes to commit a block.
+SECOND_OPINION_PAUSE = 0.05
+
+
+def is_relay_verdict(error: RevertError) -> bool:
+    """Whether a revert is one of the relay's own custom errors: a verdict on the delivery. A Panic, an
+    Error(string) or data the relay never reverts with is not; a node answering from a view that is being
+    updated (a block being mined: state and block header of different blocks) can produce such a revert, so
+    it is asked again before it counts."""
+    return error.decoded is not None and error.name not in ("Panic", "Error")
+
+
+def estimate_deliveries(client: ChainClient, sender: str, datas: list[bytes]) -> list[int | RevertError]:
+    """Gas estimates of `datas` on the latest block; those that reverted with anything but a verdict of the
+    relay are estimated once more, a moment later, and the second answer stands."""
+    estimates = client.estimate_gas_many(sender, datas)
+    doubtful = [i for i, e in enumerate(estimates) if isinstance(e, RevertError) and not is_relay_verdict(e)]
+    if doubtful:
+        time.sleep(SECOND_OPINION_PAUSE)
+        for index, estimate in zip(
+            doubtful, client.estimate_gas_many(sender, [datas[i] for i in doubtful]), strict=True
+        ):
+            estimates[index] = estimate
+    return estimates
+
+
+def rate_limit_tokens(client: ChainClient, src_chain_id: int) -> int:
+    """`rateLimitTokens(src_chain_id)` on the latest block, read twice at most: a view that reverts is a node
+    answering from an inconsistent view (see `is_relay_verdict`), or a chain problem (BridgeError)."""
+    failure: RevertError | None = None
+    for attempt in range(2):
+        if attempt:
+            time.sleep(SECOND_OPINION_PAUSE)
+        try:
+            return int(client.call_relay("rateLimitTokens", src_chain_id)[0])
+        except RevertError as error:
+            failure = error
+    assert failure is not None
+    raise BridgeError(f"{client.label}: rateLimitTokens({src_chain_id}) reverted: {failure.description}")
 
 
 def backoff_delay(attempts: int, initial: float, maximum: float) -> float:
@@ -111,7 +169,13 @@ class Relayer:
         report: Reporter,
         *,
         clock: Callable[[], float] = time.time,
+        unchecked: Iterable[int] = (),
+        check_open_at_start: bool = True,
     ) -> None:
+        """`unchecked`: chains whose endpoint and relay were not checked yet (`ChainClient.check`): the first
+        pass that reaches each checks it. `check_open_at_start`: whether the open submissions found in the
+        database are looked at (and rebroadcast) at once, as after a restart, rather than after their
+        receipt timeout (False for a process that only submits and waits, like `retry`)."""
         self.config = config
         self.settings: RelayerConfig = config.require_relayer()
         self.account = account
@@ -124,11 +188,16 @@ class Relayer:
         self.lane_wait: dict[tuple[int, int], float] = {}
         self._fees: dict[int, Fees] = {}
         self._validator_sets: dict[int, ValidatorSet] = {}
-        self.force_check = True  # after a start, open submissions are checked at once
+        # Chains whose open submissions are checked at the next look without waiting for their receipt
+        # timeout: all after a start, and a chain again after it failed (a broadcast may have been cut).
+        self.recheck: set[int] = set(clients) if check_open_at_start else set()
+        self.unchecked: set[int] = set(unchecked) & set(clients)
         # Per chain: consecutive failures and when to try it again. An unreachable chain waits (backoff) and
         # does not hold up the others; its errors are reported and, with --once, end the run with exit 1.
         self._chain_failures: dict[int, int] = {}
         self._chain_down_until: dict[int, float] = {}
+        # Per message: estimates that said AlreadyProcessed while its status at the latest block was None.
+        self._unconfirmed_processed: dict[str, int] = {}
         self.pass_errors: list[str] = []
 
     # ------------------------------------------------------------------ helpers
@@ -140,23 +209,48 @@ class Relayer:
         return client
 
     def chain_up(self, chain_id: int) -> bool:
-        return chain_id in self.clients and self.clock() >= self._chain_down_until.get(chain_id, 0.0)
+        """Whether chain `chain_id` may be used now: configured, checked, and not waiting after a failure."""
+        return (
+            chain_id in self.clients
+            and chain_id not in self.unchecked
+            and self.clock() >= self._chain_down_until.get(chain_id, 0.0)
+        )
+
+    def chain_trusted(self, chain_id: int) -> bool:
+        """Whether chain `chain_id` has answered since its last failure (worth waiting for its receipts)."""
+        return chain_id in self.clients and chain_id not in self.unchecked and chain_id not in self._chain_failures
 
     def chain_failed(self, chain_id: int, error: Exception) -> None:
-        """Chain `chain_id` did not answer: report it and leave it alone for a growing while."""
+        """Chain `chain_id` did not answer: report it and leave it alone for a growing while (the relayer's
+        backoff_initial, doubling per consecutive failure, capped at backoff_max)."""
         failures = self._chain_failures.get(chain_id, 0) + 1
         self._chain_failures[chain_id] = failures
-        interval = min(chain.poll_interval for chain in self.config.chains)
-        delay = min(max(interval, 0.25) * 2 ** (failures - 1), 30.0)
+        delay = backoff_delay(failures, self.settings.backoff_initial, self.settings.backoff_max)
         self._chain_down_until[chain_id] = self.clock() + delay
         self.nonces.pop(chain_id, None)
-        self.force_check = True
+        self.recheck.add(chain_id)
         self.pass_errors.append(str(error))
         self.report("error", chain_id=chain_id, error=str(error), retry_in=round(delay, 3))
 
     def chain_answered(self, chain_id: int) -> None:
         self._chain_failures.pop(chain_id, None)
         self._chain_down_until.pop(chain_id, None)
+
+    def check_chains(self) -> None:
+        """Checks each chain not checked yet whose wait is over (its endpoint serves the configured chain id,
+        its relay has code). An unreachable one waits like any failed chain; a wrong one (another chain id,
+        no relay) is a configuration error and raises ChainMisconfigured."""
+        for chain_id in sorted(self.unchecked):
+            if self.clock() < self._chain_down_until.get(chain_id, 0.0):
+                continue
+            try:
+                self.client(chain_id).check()
+            except (ChainUnavailable, RpcError) as error:
+                self.chain_failed(chain_id, error)
+                continue
+            self.unchecked.discard(chain_id)
+            self.chain_answered(chain_id)
+            self.recheck.add(chain_id)
 
     def validator_set(self, chain_id: int) -> ValidatorSet:
         cached = self._validator_sets.get(chain_id)
@@ -220,10 +314,15 @@ class Relayer:
 
     # ------------------------------------------------------------------ 1. open submissions
 
-    def check_submissions(self, *, force: bool = False) -> int:
-        """Settles or revives every open submission; returns how many messages were settled."""
+    def check_submissions(self, *, force: bool = False, message_id: str | None = None) -> int:
+        """Settles or revives every open submission (or only those of `message_id`); returns how many
+        messages were settled."""
         open_subs = self.store.open_submissions()
+        if message_id is not None:
+            open_subs = [sub for sub in open_subs if sub.message_id == message_id]
         if not open_subs:
+            if message_id is None:
+                self.recheck.clear()  # nothing left to look at on any chain
             return 0
         groups: OrderedDict[str, list[Submission]] = OrderedDict()
         for sub in open_subs:
@@ -251,9 +350,9 @@ class Relayer:
         current = 0
         try:
             with self.store.transaction():  # every outcome found in this check is committed together
-                for message_id, subs in groups.items():
+                for group_id, subs in groups.items():
                     current = subs[0].chain_id
-                    row = self.store.message(message_id)
+                    row = self.store.message(group_id)
                     if row is None:
                         continue
                     mined = next(((s, r) for s in subs if (r := receipts.get(s.id)) is not None), None)
@@ -263,12 +362,13 @@ class Relayer:
                         continue
                     latest = subs[-1]
                     sent_at = latest.broadcast_at or latest.created_at
-                    if force or self.force_check or now - sent_at >= self.settings.receipt_timeout:
+                    if force or latest.chain_id in self.recheck or now - sent_at >= self.settings.receipt_timeout:
                         stale.append((row, subs))
         except (BridgeError, RpcError) as error:
             # Nothing of this check was committed; the receipts are still there for the next one.
             self.chain_failed(current, error)
             return 0
+        failed: set[int] = set()
         for row, subs in stale:
             chain_id = subs[-1].chain_id
             if not self.chain_up(chain_id):
@@ -276,8 +376,10 @@ class Relayer:
             try:
                 settled += self.revive(row, subs)
             except (BridgeError, RpcError) as error:
+                failed.add(chain_id)
                 self.chain_failed(chain_id, error)
-        self.force_check = False
+        if message_id is None:
+            self.recheck -= reachable - failed
         return settled
 
     def settle_receipt(self, row: MessageRow, sub: Submission, receipt: dict[str, Any], subs: list[Submission]) -> None:
@@ -319,65 +421,95 @@ class Relayer:
             return
         signatures = self.collect([row]).get(row.id)
         if signatures is not None:
-            try:
-                client.estimate_gas(self.address, relay_abi().encode("deliver", row.message.as_tuple(), signatures))
-            except RevertError as error:
-                self.handle_revert(row, error, (row.message.src_chain_id, row.message.dst_chain_id))
+            data = relay_abi().encode("deliver", row.message.as_tuple(), signatures)
+            (estimate,) = estimate_deliveries(client, self.address, [data])
+            if isinstance(estimate, RevertError):
+                self.handle_revert(row, estimate, (row.message.src_chain_id, row.message.dst_chain_id), status)
                 return
         self.record_failure(row, f"transaction {tx_hash} reverted on chain")
+
+    def settle_from_receipts(self, row: MessageRow, subs: list[Submission], client: ChainClient) -> bool:
+        """Looks up the receipts of all of `row`'s open submissions again; when one was mined, records its
+        outcome (in one database transaction) and returns True."""
+        receipts = client.receipts([s.tx_hash for s in subs])
+        mined = next(((s, r) for s, r in zip(subs, receipts, strict=True) if r is not None), None)
+        if mined is None:
+            return False
+        with self.store.transaction():
+            self.settle_receipt(row, mined[0], mined[1], subs)
+        return True
+
+    def drop(self, row: MessageRow, subs: list[Submission], reason: str) -> None:
+        """None of `row`'s open submissions can be mined any more (their receipts were looked up: none):
+        they are closed as dropped and a delivery is queued again, in one database transaction."""
+        with self.store.transaction():
+            for sub in subs:
+                self.store.close_submission(sub.id, "dropped", error=reason)
+            if subs[-1].kind == "deliver":
+                self.store.requeue(row.id, f"its transaction was dropped ({reason}); submitting again")
+        if subs[-1].kind == "deliver":
+            self.report("requeued", id=row.id, reason=reason)
+        else:
+            self.report("dropped", id=row.id, kind=subs[-1].kind, tx_hash=hex_id(subs[-1].tx_hash), reason=reason)
 
     def revive(self, row: MessageRow, subs: list[Submission]) -> int:
         """No receipt for `row`'s open submissions in time (or after a restart): never submit again once the
         destination status is not None; rebroadcast the recorded raw transaction while its nonce is unused;
-        queue the message again when the nonce went to another transaction. Returns 1 when settled."""
+        queue the message again when the nonce went to another transaction. Before any submission is declared
+        dropped, the receipts of all of them are read again: one of ours may have been mined meanwhile (the
+        node then answers "nonce too low" to the rebroadcast). Returns 1 when settled.
+
+        Every attempt to rebroadcast, accepted or refused, is recorded as the submission's last broadcast
+        attempt: the next one waits `receipt_timeout` from it."""
         latest = subs[-1]
         client = self.client(latest.chain_id)
         status = client.message_statuses([unhex(row.id)])[0]
         if (status != 0 and latest.kind == "deliver") or status == 1:
-            # Our transaction may still be mined later; it will revert with AlreadyProcessed.
-            receipts = client.receipts([s.tx_hash for s in subs])
-            mined = next(((s, r) for s, r in zip(subs, receipts, strict=True) if r is not None), None)
-            if mined is not None:
-                self.settle_receipt(row, mined[0], mined[1], subs)
+            if self.settle_from_receipts(row, subs, client):
                 return 1
-            for sub in subs:
-                self.store.close_submission(sub.id, "dropped", error="destination status already set")
-            if row.state == "submitted":
-                self.settle_status(row, status, "other")
-            elif row.state == "failed" and status == 1:
-                self.store.mark_delivered(row.id, "other")
-                self.report("delivered", id=row.id, by="other")
+            # Our transaction may still be mined later; it will revert with AlreadyProcessed.
+            with self.store.transaction():
+                for sub in subs:
+                    self.store.close_submission(sub.id, "dropped", error="destination status already set")
+                if row.state == "submitted":
+                    self.settle_status(row, status, "other")
+                elif row.state == "failed" and status == 1:
+                    self.store.mark_delivered(row.id, "other")
+                    self.report("delivered", id=row.id, by="other")
             return 1
         if row.state != "submitted" and latest.kind == "deliver":
-            for sub in subs:
-                self.store.close_submission(sub.id, "dropped", error=f"message is {row.state}")
+            # The message moved on without these submissions; still, one of them may have been mined.
+            receipts = client.receipts([s.tx_hash for s in subs])
+            mined = next(((s, r) for s, r in zip(subs, receipts, strict=True) if r is not None), None)
+            if mined is not None and from_hex(mined[1].get("status", "0x0")) == 1:
+                with self.store.transaction():
+                    self.settle_receipt(row, mined[0], mined[1], subs)
+                return 1
+            with self.store.transaction():
+                for sub in subs:
+                    if mined is not None and sub.id == mined[0].id:
+                        block = from_hex(mined[1].get("blockNumber", "0x0"))
+                        self.store.close_submission(sub.id, "reverted", block_number=block)
+                    else:
+                        self.store.close_submission(sub.id, "dropped", error=f"message is {row.state}")
             return 0
         confirmed = client.transaction_count(latest.account, "latest")
         if confirmed > latest.account_nonce:
-            receipts = client.receipts([s.tx_hash for s in subs])
-            mined = next(((s, r) for s, r in zip(subs, receipts, strict=True) if r is not None), None)
-            if mined is not None:
-                self.settle_receipt(row, mined[0], mined[1], subs)
+            if self.settle_from_receipts(row, subs, client):
                 return 1
-            for sub in subs:
-                self.store.close_submission(
-                    sub.id, "dropped", error=f"account nonce {sub.account_nonce} was used by another transaction"
-                )
-            if latest.kind == "deliver":
-                self.store.requeue(row.id, "its transaction was replaced (nonce used); submitting again")
-                self.report("requeued", id=row.id, reason="account nonce used by another transaction")
+            self.drop(row, subs, f"account nonce {latest.account_nonce} was used by another transaction")
             return 0
         try:
             client.send_raw(latest.raw_tx)
         except RpcError as error:
-            text = error.message.lower()
-            if any(marker in text for marker in NONCE_TOO_LOW):
+            self.store.note_broadcast_attempt(latest.id, error.message)
+            if any(marker in error.message.lower() for marker in NONCE_TOO_LOW):
+                # The nonce was consumed since we read it: by one of our own transactions (mined just now) or
+                # by another one. Only the receipts tell which.
                 self.nonces.pop(latest.chain_id, None)
-                for sub in subs:
-                    self.store.close_submission(sub.id, "dropped", error=error.message)
-                if latest.kind == "deliver":
-                    self.store.requeue(row.id, error.message)
-                    self.report("requeued", id=row.id, reason=error.message)
+                if self.settle_from_receipts(row, subs, client):
+                    return 1
+                self.drop(row, subs, f"account nonce {latest.account_nonce} was used by another transaction")
                 return 0
             self.report("rebroadcast-failed", id=row.id, tx_hash=hex_id(latest.tx_hash), error=error.message)
             return 0
@@ -535,9 +667,16 @@ class Relayer:
         in_flight = self.store.open_deliveries(chain_id)
         budget: dict[int, int] = {}
         for src in sorted({row.message.src_chain_id for row, _ in items}):
-            available = int(client.call_relay("rateLimitTokens", src)[0])
+            available = rate_limit_tokens(client, src)
             budget[src] = available - in_flight.get(src, 0) if available > 0 else len(items)
-        estimates = client.estimate_gas_many(self.address, [data for _, data in items])
+        estimates = estimate_deliveries(client, self.address, [data for _, data in items])
+        # An estimate is no proof: AlreadyProcessed is believed only from messageStatus at the latest block.
+        processed = [
+            row.id
+            for (row, _), estimate in zip(items, estimates, strict=True)
+            if isinstance(estimate, RevertError) and estimate.name == "AlreadyProcessed"
+        ]
+        statuses = dict(zip(processed, client.message_statuses([unhex(i) for i in processed]), strict=True))
         plans: list[tuple[MessageRow, bytes, int, int, bytes, bytes]] = []
         nonce = self.next_nonce(chain_id)
         now = self.clock()
@@ -549,8 +688,9 @@ class Relayer:
                 continue  # stays due: tried again once the tokens in flight are spent or refilled
             budget[src] -= 1
             if isinstance(estimate, RevertError):
-                self.handle_revert(row, estimate, (row.message.src_chain_id, chain_id))
+                self.handle_revert(row, estimate, (row.message.src_chain_id, chain_id), statuses.get(row.id))
                 continue
+            self._unconfirmed_processed.pop(row.id, None)
             gas = estimate + estimate * GAS_MARGIN_PERCENT // 100
             raw, tx_hash = self.sign_transaction(chain_id, data, gas, nonce)
             plans.append((row, data, gas, nonce, raw, tx_hash))
@@ -578,23 +718,26 @@ class Relayer:
                 failpoints.reach("relayer.after-submission-recorded")
                 if refused:
                     # Never broadcast: its nonce would follow a gap. Safe to drop and queue again.
-                    self.store.close_submission(
-                        submission_id, "rejected", error="not sent: an earlier transaction was refused"
-                    )
-                    self.store.requeue(row.id)
+                    with self.store.transaction():
+                        self.store.close_submission(
+                            submission_id, "rejected", error="not sent: an earlier transaction was refused"
+                        )
+                        self.store.requeue(row.id)
                     continue
                 try:
                     client.send_raw(raw)
                 except RpcError as error:
+                    # The node did not take it (a new transaction, not a rebroadcast): nothing to look up.
                     refused = True
                     self.nonces.pop(chain_id, None)
                     self._fees.pop(chain_id, None)
-                    self.store.close_submission(submission_id, "rejected", error=error.message)
-                    if any(marker in error.message.lower() for marker in NONCE_TOO_LOW):
-                        self.store.requeue(row.id, error.message)
-                        self.report("requeued", id=row.id, reason=error.message)
-                    else:
-                        self.record_failure(row, f"node refused the transaction: {error.message}")
+                    with self.store.transaction():
+                        self.store.close_submission(submission_id, "rejected", error=error.message)
+                        if any(marker in error.message.lower() for marker in NONCE_TOO_LOW):
+                            self.store.requeue(row.id, error.message)
+                            self.report("requeued", id=row.id, reason=error.message)
+                        else:
+                            self.record_failure(row, f"node refused the transaction: {error.message}")
                     continue
                 broadcast.append(submission_id)
                 self.nonces[chain_id] = plan_nonce + 1
@@ -610,7 +753,7 @@ class Relayer:
                 )
         except BridgeError:
             # Unknown whether the last one left: what is recorded and not settled is checked at once next pass.
-            self.force_check = True
+            self.recheck.add(chain_id)
             self.nonces.pop(chain_id, None)
             raise
         finally:
@@ -654,13 +797,30 @@ class Relayer:
         )
         return True
 
-    def handle_revert(self, row: MessageRow, error: RevertError, lane: tuple[int, int]) -> None:
-        """A delivery's estimate reverted: decide from the custom error."""
+    def handle_revert(
+        self, row: MessageRow, error: RevertError, lane: tuple[int, int], status: int | None = None
+    ) -> None:
+        """A delivery's estimate reverted: decide from the custom error. For AlreadyProcessed, `status` is the
+        message's `messageStatus` at the latest block (read here when not given): only that settles it."""
         name = error.name
         args = error.decoded.args if error.decoded else {}
         if name == "AlreadyProcessed":
-            status = STATUS_NAMES.index(args["status"]) if args.get("status") in STATUS_NAMES else 1
-            self.settle_status(row, status, "other")
+            if status is None:
+                status = self.client(lane[1]).message_statuses([unhex(row.id)])[0]
+            if status != 0:
+                self._unconfirmed_processed.pop(row.id, None)
+                self.settle_status(row, status, "other")
+                return
+            # The estimate ran on a state where it was processed (a transaction not mined yet, another relayer's
+            # perhaps, or a node ahead of the one that answered the status): nothing is settled. Wait and
+            # estimate again, without counting an attempt; if that transaction is dropped, we deliver it.
+            waits = self._unconfirmed_processed.get(row.id, 0) + 1
+            self._unconfirmed_processed[row.id] = waits
+            delay = backoff_delay(waits, self.settings.backoff_initial, self.settings.backoff_max)
+            until = self.clock() + delay
+            reason = f"{error.description}, but its status at the latest block is None: estimating again"
+            self.store.defer(row.id, until, reason)
+            self.report("deferred", id=row.id, reason=reason, delay=round(delay, 3), next_attempt_at=round(until, 3))
         elif name == "RateLimited":
             wait = float(args.get("retryAfter", 1))
             until = self.clock() + wait
@@ -686,35 +846,46 @@ class Relayer:
         self._fees.clear()
         self._validator_sets.clear()
         self.pass_errors = []
+        self.check_chains()
         result = PassResult()
         result.settled += self.check_submissions()
         result.seen = self.scan()
         result.submitted, result.waiting_signatures = self.deliver_ready()
         return result
 
-    def wait_for_receipts(self, timeout: float, stop: threading.Event) -> int:
-        """Polls open submissions until none is left or `timeout` passes; returns how many settled."""
+    def waiting_submissions(self, message_id: str | None = None) -> bool:
+        """Whether an open submission (of `message_id`, or any) is on a chain that answered since its last
+        failure: on a chain that is down, nobody waits for receipts."""
+        return any(
+            self.chain_trusted(sub.chain_id) and (message_id is None or sub.message_id == message_id)
+            for sub in self.store.open_submissions()
+        )
+
+    def wait_for_receipts(self, timeout: float, stop: threading.Event, message_id: str | None = None) -> int:
+        """Polls open submissions (of `message_id`, or all) until none is left on a chain that answers, or
+        `timeout` passes; returns how many settled."""
         deadline = self.clock() + timeout
         settled = 0
-        while self.store.open_submissions() and self.clock() < deadline and not stop.is_set():
-            settled += self.check_submissions()
-            if self.store.open_submissions():
+        while self.waiting_submissions(message_id) and self.clock() < deadline and not stop.is_set():
+            settled += self.check_submissions(message_id=message_id)
+            if self.waiting_submissions(message_id):
                 stop.wait(0.05)
         return settled
 
     def run(self, *, once: bool, stop: threading.Event, on_pass: Callable[[PassResult], None] | None = None) -> None:
         """Passes until `stop` is set; with `once`, one pass and the wait for its receipts."""
         interval = min(chain.poll_interval for chain in self.config.chains)
-        self.check_submissions(force=True)
         failures = 0
         while not stop.is_set():
             try:
                 result = self.pass_once()
                 if once:
+                    errors = list(self.pass_errors)
                     result.settled += self.wait_for_receipts(self.settings.receipt_timeout, stop)
                     # A backlog larger than one pass's batch: keep delivering until nothing more is sent.
                     while result.submitted and not stop.is_set():
                         more = self.pass_once()
+                        errors += self.pass_errors
                         more.settled += self.wait_for_receipts(self.settings.receipt_timeout, stop)
                         result.seen += more.seen
                         result.settled += more.settled
@@ -722,15 +893,17 @@ class Relayer:
                         if not more.submitted:
                             break
                         result.submitted += more.submitted
+                    if errors:  # a chain did not answer: what could be done was done, the run still failed
+                        raise BridgeError(errors[0])
                 failures = 0
-                if once and self.pass_errors:
-                    raise BridgeError(self.pass_errors[0])
+            except ChainMisconfigured:
+                raise
             except (BridgeError, RpcError) as error:
                 if once:
                     raise
                 failures += 1
-                delay = min(interval * 2**failures, 30.0)
-                self.force_check = True
+                delay = backoff_delay(failures, self.settings.backoff_initial, self.settings.backoff_max)
+                self.recheck.update(self.clients)
                 self.nonces.clear()
                 self.report("error", error=str(error), retry_in=round(delay, 3))
                 stop.wait(delay)

@@ -97,7 +97,7 @@ class Submission:
     gas: int
     status: str
     created_at: float
-    broadcast_at: float | None
+    broadcast_at: float | None  # the last broadcast attempt (accepted or refused), None before the first
     block_number: int | None
     error: str | None
 
@@ -396,6 +396,15 @@ class RelayerStore:
                 "UPDATE submissions SET status = CASE WHEN status = 'recorded' THEN 'broadcast' ELSE status END,"
                 " broadcast_at = ? WHERE id = ?",
                 (self.clock(), submission_id),
+            )
+
+    def note_broadcast_attempt(self, submission_id: int, error: str) -> None:
+        """A rebroadcast the node refused: its time becomes the submission's `broadcast_at` (the time of the
+        last broadcast attempt, from which the next check waits `receipt_timeout`) and its answer the error;
+        the status does not change."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE submissions SET broadcast_at = ?, error = ? WHERE id = ?", (self.clock(), error, submission_id)
             )
 
     def close_submission(

@@ -25,11 +25,13 @@ EVENT_STYLES = {
     "parked": "bold red",
     "backoff": "yellow",
     "rate-limited": "yellow",
+    "deferred": "yellow",
     "signed": "green",
     "refused": "red",
     "error": "bold red",
     "rebroadcast": "magenta",
     "requeued": "magenta",
+    "dropped": "magenta",
     "ignored": "dim",
 }
 

@@ -1,5 +1,6 @@
 """The bridging node under faults, driven only through its CLI (`thingledger-bridge validator|run|messages|
-status|retry ... --json`) as subprocesses, on two local anvil chains.
+status|retry ... --json`) as subprocesses, on two local anvil chains (three where one destination goes down
+while the lane to the other keeps delivering).
 
 Every test deploys its own relay pair (validators 2-of-3) and writes the node's configuration files into its
 own folder; the validators' keys come from an environment variable (`private_key_env`). A background miner
@@ -15,23 +16,30 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bridge_helpers import (
     CHAIN_A_ID,
     CHAIN_B_ID,
+    CHAIN_C_ID,
     MODE_ACCEPT,
     MODE_REVERT,
+    NODE_POLL_INTERVAL,
     STATUS_DELIVERED,
     STATUS_FAILED,
     STATUS_NONE,
     BlockMiner,
     BridgeWorld,
     NodeProcess,
+    RelaySide,
+    RelayStack,
     TcpProxy,
     build_relay_stack,
     delivered_log_count,
     delivery_digest,
+    deploy_recipient,
+    deploy_relay,
     fixed_key,
     fund,
     hex_id,
@@ -40,12 +48,14 @@ from bridge_helpers import (
     rpc,
     sent_message,
     transact,
+    trust,
     wait,
     wait_until,
 )
 from conftest import ChainPair
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
+from thingledger_bridge.devnet import LocalChain
 from web3.contract import Contract
 
 MESSAGES = 20
@@ -482,3 +492,122 @@ def test_a_paused_destination_backs_off_per_message_parks_and_retry_requeues(mak
     wait_for_relayer_states(world, {message_id: "delivered" for message_id in ids})
     assert_each_delivered_once(world, ids)
     stop_cleanly(relayer, *validators)
+
+
+class ThreeChainWorld(BridgeWorld):
+    """A BridgeWorld whose nodes also know chain 1003 (its relay trusts chain 1001's, which may send to it),
+    reached at `third_url` (a proxy the test can take down)."""
+
+    def __init__(self, stack: RelayStack, third: RelaySide, folder: Path, *, third_url: str) -> None:
+        super().__init__(stack, folder)
+        stack.extra[third.chain_id] = third
+        self.third = third
+        self.third_url = third_url
+        self.start_blocks[third.chain_id] = int(third.web3.eth.block_number)
+
+    def write_config(self, name: str, **options: Any) -> Path:
+        """The two-chain configuration with a third [[chains]] entry (TOML lets it follow the other tables)."""
+        path = super().write_config(name, **options)
+        chain = {
+            "name": f"chain-{self.third.chain_id}",
+            "chain_id": self.third.chain_id,
+            "rpc_url": self.third_url,
+            "relay": self.third.relay.address,
+            "confirmations": self.confirmations,
+            "start_block": self.start_blocks[self.third.chain_id],
+            "poll_interval": NODE_POLL_INTERVAL,
+        }
+        entry = "".join(f"{key} = {json.dumps(value)}\n" for key, value in chain.items())
+        path.write_text(path.read_text() + "\n[[chains]]\n" + entry)
+        return path
+
+    def relayer_key(self, name: str) -> LocalAccount:
+        """Relayer `name`'s key, funded on the three chains."""
+        key = super().relayer_key(name)
+        fund(self.third.web3, key.address)
+        return key
+
+
+def third_side(stack: RelayStack, chain: LocalChain) -> RelaySide:
+    """A relay on `chain` (the stack's validators, 2 of 3) trusting chain 1001's relay, which may now send to it,
+    and a recipient there trusting chain 1001's sender. Deployed by anvil accounts 9 (owner) and 8 (guardian),
+    which nothing else on that chain uses."""
+    accounts = chain.accounts
+    owner, guardian = accounts[9], accounts[8]
+    relay = deploy_relay(chain, [v.address for v in stack.validators], stack.threshold, owner=owner, guardian=guardian)
+    side = RelaySide(
+        chain,
+        relay,
+        deploy_recipient(chain, relay.address, [(CHAIN_A_ID, stack.a.sender)], deployer=owner),
+        owner,
+        guardian,
+        accounts[2],
+        accounts[3],
+    )
+    trust(side, CHAIN_A_ID, stack.a.relay.address)
+    trust(stack.a, chain.chain_id, relay.address)
+    return side
+
+
+def test_a_destination_that_is_down_does_not_stop_the_lanes_that_do_not_involve_it(
+    chains: ChainPair, third_chain: LocalChain, tmp_path: Path
+) -> None:
+    stack = build_relay_stack(chains.a, chains.b)
+    c = third_side(stack, third_chain)
+    proxy = TcpProxy(third_chain.port).start()
+    world = ThreeChainWorld(stack, c, tmp_path / "node", third_url=proxy.url)
+    miner = BlockMiner([chains.a, chains.b, third_chain], interval=0.2).start()
+    a, b = stack.a, stack.b
+    try:
+        validators = world.start_validators()
+        relayer = world.start_relayer(relayer_options={"backoff_initial": 0.2, "backoff_max": 1.0})
+        early_b = [stack.send(a, b, None, b"to b, before", 150_000)[0]]
+        early_c = [stack.send(a, c, None, b"to c, before", 150_000)[0]]
+        wait_until(
+            lambda: world.all_delivered(early_b) and c.status(early_c[0]) == STATUS_DELIVERED, SETTLE_TIMEOUT,
+            "one message delivered on each lane",
+        )
+
+        # Chain 1003 goes down. Messages to it and to chain 1002 are sent in turns, all from chain 1001.
+        proxy.stop()
+        late_b: list[bytes] = []
+        late_c: list[bytes] = []
+        for n in range(4):
+            late_c.append(stack.send(a, c, None, f"to c {n}".encode(), 150_000)[0])
+            late_b.append(stack.send(a, b, None, f"to b {n}".encode(), 150_000)[0])
+        wait_until(lambda: world.all_delivered(late_b), SETTLE_TIMEOUT, "the lane to chain 1002 delivered")
+        assert not proxy.up
+        assert [c.status(message_id) for message_id in late_c] == [STATUS_NONE] * 4
+
+        # The dead chain is reported and tried again with the relayer's backoff (0.2 s doubling, capped at 1 s).
+        def dead_chain_delays() -> list[float]:
+            return [
+                float(event["retry_in"])
+                for event in relayer.events()
+                if event.get("event") == "error" and event.get("chain_id") == CHAIN_C_ID
+            ]
+
+        wait_until(lambda: len(dead_chain_delays()) >= 5, 30, "5 failed attempts on chain 1003", interval=0.2)
+        delays = dead_chain_delays()
+        assert delays[:5] == [0.2, 0.4, 0.8, 1.0, 1.0], delays
+        assert relayer.running, relayer.tail()
+        states = {row["id"]: row["state"] for row in world.messages().values()}
+        assert {states[hex_id(message_id)] for message_id in late_c} == {"pending"}, states
+        # Nothing is given up on (the first message to chain 1003 may still await the receipt it cannot read).
+        assert set(states.values()) <= {"pending", "submitted", "delivered"}, states
+
+        proxy.start()
+        wait_until(
+            lambda: all(c.status(message_id) == STATUS_DELIVERED for message_id in late_c), SETTLE_TIMEOUT,
+            "the lane to chain 1003 delivered once it is back",
+        )
+        wait_for_relayer_states(world, {message_id: "delivered" for message_id in early_b + early_c + late_b + late_c})
+        assert_each_delivered_once(world, early_b + late_b)
+        for message_id in early_c + late_c:
+            assert delivered_log_count(c, message_id) == 1, hex_id(message_id)
+            assert c.recipient.functions.timesReceived(message_id).call() == 1, hex_id(message_id)
+        stop_cleanly(relayer, *validators)
+    finally:
+        proxy.stop()
+        miner.stop()
+        world.stop_all()

@@ -435,14 +435,17 @@ def test_an_under_gassed_delivery_reverts_instead_of_failing_the_message(relay_s
     call = deliver_call(b, message, signatures)
     estimate = call.estimate_gas({"from": b.relayer})
     assert estimate > required
-    for gas in (estimate - 1, estimate - 100_000, required):
+    # A margin around the estimate: the relay's own cost moves by a few dozen gas with the block's timestamp
+    # (whether the bucket's refill is capped), and blocks pass between these transactions. forge's unit test
+    # pins the exact boundary.
+    for gas in (estimate - 1_000, estimate - 100_000, required):
         reverted = expect_deliver_revert(stack, message, signatures, "InsufficientGas", gas=gas)
         available, needed = reverted.error.args
         assert needed == required and available < required
         assert b.status(id_) == STATUS_NONE
     assert b.logs("MessageFailed", id_) == []
-    # With the estimate, the recipient gets its whole gas limit (it burns it) and the message is Failed.
-    receipt = transact(b.web3, call, b.relayer, gas=estimate)
+    # With enough gas, the recipient gets exactly its gas limit (it burns it) and the message is Failed.
+    receipt = transact(b.web3, call, b.relayer, gas=call.estimate_gas({"from": b.relayer}) + 1_000)
     assert b.status(id_) == STATUS_FAILED
     frames = subcalls_to(call_trace(b.web3, receipt["transactionHash"]), burner.address)
     assert [int(frame["gas"], 16) for frame in frames] == [gas_limit]
