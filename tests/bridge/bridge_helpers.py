@@ -82,6 +82,13 @@ Message = dict[str, Any]
 # ---------------------------------------------------------------------------------------------- keys
 
 
+#: The fields of a message in `thingledger-bridge messages|status|parked --json` (bridge/README.md).
+MESSAGE_JSON_FIELDS = frozenset({
+    "id", "src_chain_id", "dst_chain_id", "nonce", "sender", "recipient", "state", "attempts", "next_attempt_at",
+    "last_error", "tx_hashes", "destination_status",
+})
+
+
 def fixed_key(label: str) -> LocalAccount:
     """A private key derived from a fixed label: the same account in every run."""
     account: LocalAccount = Account.from_key(keccak(text=f"thingledger bridge tests: {label}"))

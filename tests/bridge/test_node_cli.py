@@ -10,25 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bridge_helpers import MESSAGE_JSON_FIELDS as SHAPE
 from thingledger_bridge.cli import main
 from thingledger_bridge.devnet import free_port
 from thingledger_bridge.messages import Message, SentLog
 from thingledger_bridge.relayer_store import RelayerStore
 
-SHAPE = {
-    "id",
-    "src_chain_id",
-    "dst_chain_id",
-    "nonce",
-    "sender",
-    "recipient",
-    "state",
-    "attempts",
-    "next_attempt_at",
-    "last_error",
-    "tx_hashes",
-    "destination_status",
-}
 
 
 def sent(nonce: int) -> SentLog:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from bridge_helpers import (
+    MESSAGE_JSON_FIELDS,
     MODE_ACCEPT,
     MODE_REVERT,
     STATUS_DELIVERED,
@@ -138,21 +139,7 @@ def test_five_messages_one_reverting_then_retried(node: Node, capsys: pytest.Cap
     assert {line["id"]: line["state"] for line in lines} == {
         i: ("failed" if i == failing else "delivered") for i in ids
     }
-    shape = {
-        "id",
-        "src_chain_id",
-        "dst_chain_id",
-        "nonce",
-        "sender",
-        "recipient",
-        "state",
-        "attempts",
-        "next_attempt_at",
-        "last_error",
-        "tx_hashes",
-        "destination_status",
-    }
-    assert all(set(line) == shape for line in lines)
+    assert all(set(line) == MESSAGE_JSON_FIELDS for line in lines)
     code, lines, _ = cli(capsys, "messages", "--config", node.config("relayer"), "--state", "failed", "--json")
     assert [line["id"] for line in lines] == [failing]
 
