@@ -86,34 +86,6 @@ def payload_bytes(payload: Payload, index: int) -> bytes:
     return data
 
 
-def delivery_digest(message: tuple[Any, ...], chain_id: int, relay: str) -> bytes:
-    """What validators sign: the message's EIP-712 hash in the destination relay's domain (ICrossChainRelay)."""
-    from eth_account.messages import encode_typed_data
-    from eth_utils import keccak
-
-    names = ("version", "nonce", "srcChainId", "srcRelay", "sender", "dstChainId", "dstRelay", "recipient",
-             "gasLimit", "payload")
-    types = ("uint8", "uint64", "uint64", "address", "address", "uint64", "address", "address", "uint32", "bytes")
-    signable = encode_typed_data(
-        full_message={
-            "types": {
-                "EIP712Domain": [
-                    {"name": "name", "type": "string"},
-                    {"name": "version", "type": "string"},
-                    {"name": "chainId", "type": "uint256"},
-                    {"name": "verifyingContract", "type": "address"},
-                ],
-                "Message": [{"name": n, "type": t} for n, t in zip(names, types)],
-            },
-            "primaryType": "Message",
-            "domain": {"name": "thingledger CrossChainRelay", "version": "1", "chainId": chain_id,
-                       "verifyingContract": relay},
-            "message": dict(zip(names, message)),
-        }
-    )
-    return keccak(b"\x19" + signable.version + signable.header + signable.body)
-
-
 def quorum_signatures(digest: bytes, signers: list[Any]) -> bytes:
     """The signers' 65-byte r‖s‖v signatures of `digest`, concatenated in ascending signer order."""
     from eth_account import Account
@@ -196,6 +168,7 @@ def measure_set(
 ) -> dict[str, list[Delivery]]:
     """Deploys a relay pair with a `threshold`-of-`size` set and delivers `reps` messages per payload."""
     from thingledger_bridge.devnet import deploy
+    from thingledger_bridge.messages import Message
 
     relay_artifact, noop_artifact = artifacts["CrossChainRelay"], artifacts["NoopRecipient"]
     validators = validator_keys(size)
@@ -233,7 +206,7 @@ def measure_set(
             m = event["args"]["message"]
             message = (m["version"], m["nonce"], m["srcChainId"], m["srcRelay"], m["sender"], m["dstChainId"],
                        m["dstRelay"], m["recipient"], m["gasLimit"], bytes(m["payload"]))
-            digest = delivery_digest(message, DESTINATION_CHAIN_ID, relay_b.address)
+            digest = Message.from_tuple(message).delivery_digest()
             if digest != bytes(relay_b.functions.deliveryDigest(message).call()):
                 raise RuntimeError("the benchmark's EIP-712 digest differs from the relay's deliveryDigest")
             signatures = quorum_signatures(digest, validators[:threshold])

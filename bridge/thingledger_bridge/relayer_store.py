@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .database import open_database
 from .errors import BridgeError
 from .messages import Message, SentLog, hex_id
 
@@ -147,13 +148,7 @@ class RelayerStore:
         self.clock = clock
         self._depth = 0
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.execute("PRAGMA busy_timeout=30000")
-            self.db.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
+            self.db = open_database(path, SCHEMA)
             with self.transaction():
                 row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
                 if row is None:

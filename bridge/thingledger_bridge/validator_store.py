@@ -7,6 +7,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from .database import open_database
 from .errors import BridgeError
 
 SCHEMA = """
@@ -30,12 +31,7 @@ class ValidatorStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.execute("PRAGMA busy_timeout=30000")
-            self.db.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
+            self.db = open_database(path, SCHEMA)
         except sqlite3.Error as error:
             raise BridgeError(f"{path}: cannot open the validator database ({error})") from None
 

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -948,3 +949,51 @@ def hex_id(message_id: bytes) -> str:
 def delivered_log_count(side: RelaySide, message_id: bytes) -> int:
     """MessageDelivered logs of `message_id` on `side`'s relay over the whole chain."""
     return len(side.logs("MessageDelivered", message_id, from_block=0))
+
+
+class BusyRpcServer:
+    """A JSON-RPC endpoint on loopback that answers HTTP 503 to its first `busy` requests, then every call with
+    0x2a, and a batch with each item's id in hex, in reverse order (clients must match answers by id).
+    Use as a context manager; `requests` counts every request and `busy_left` the 503s still to come."""
+
+    def __init__(self, busy: int = 2) -> None:
+        self.busy_left = busy
+        self.requests = 0
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                endpoint.requests += 1
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if endpoint.busy_left > 0:
+                    endpoint.busy_left -= 1
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                answer: Any
+                if isinstance(body, list):
+                    answer = [{"jsonrpc": "2.0", "id": item["id"], "result": hex(item["id"])} for item in reversed(body)]
+                else:
+                    answer = {"jsonrpc": "2.0", "id": body["id"], "result": "0x2a"}
+                payload = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = HTTPServer(("127.0.0.1", 0), Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def __enter__(self) -> BusyRpcServer:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

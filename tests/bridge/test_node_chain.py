@@ -4,14 +4,11 @@ eth_getLogs."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 import pytest
-from bridge_helpers import RelayStack, encode_error, message_tuple
+from bridge_helpers import BusyRpcServer, RelayStack, encode_error, message_tuple
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
 from thingledger_bridge.chain import ChainClient, ChainUnavailable, RevertError, Rpc, hexbytes
@@ -97,46 +94,14 @@ def test_safe_head_by_depth_and_chunked_logs(relay_stack: RelayStack) -> None:
     assert [bytes.fromhex(log["topics"][1][2:]) for log in logs] == sent
 
 
-class FlakyHandler(BaseHTTPRequestHandler):
-    failures_left = 2
-    requests = 0
-
-    def do_POST(self) -> None:  # noqa: N802 - the http.server API
-        FlakyHandler.requests += 1
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if FlakyHandler.failures_left > 0:
-            FlakyHandler.failures_left -= 1
-            self.send_response(503)
-            self.end_headers()
-            return
-        answer: Any
-        if isinstance(body, list):
-            answer = [{"jsonrpc": "2.0", "id": item["id"], "result": hex(item["id"])} for item in reversed(body)]
-        else:
-            answer = {"jsonrpc": "2.0", "id": body["id"], "result": "0x2a"}
-        payload = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 def test_rpc_retries_server_errors_then_answers_and_matches_batch_ids() -> None:
-    server = HTTPServer(("127.0.0.1", 0), FlakyHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        rpc = Rpc(f"http://127.0.0.1:{server.server_port}", retries=3)
+    with BusyRpcServer(busy=2) as server:
+        rpc = Rpc(server.url, retries=3)
         assert rpc.call("eth_blockNumber", []) == "0x2a"
-        assert FlakyHandler.requests == 3  # two 503s, then the answer
+        assert server.requests == 3  # two 503s, then the answer
         results = rpc.batch([("eth_blockNumber", []), ("eth_chainId", [])])
         # The server answered in reverse order: results still line up with the calls by id.
         assert [int(r, 16) for r in results] == sorted(int(r, 16) for r in results)
-    finally:
-        server.shutdown()
 
 
 def test_an_unreachable_endpoint_is_one_line_after_retries() -> None:

@@ -20,12 +20,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from bridge_helpers import (
+    BusyRpcServer,
     CHAIN_B_ID,
     MODE_ACCEPT,
     MODE_REVERT,
@@ -551,28 +551,6 @@ def test_a_dead_chain_waits_with_the_configured_backoff_and_costs_the_other_lane
         h.client(CHAIN_DEAD_ID).head()
 
 
-class BusyThenAnswering(BaseHTTPRequestHandler):
-    """Answers 503 twice, then eth_blockNumber = 0x2a."""
-
-    busy_left = 2
-
-    def do_POST(self) -> None:  # noqa: N802 - the http.server API
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if BusyThenAnswering.busy_left > 0:
-            BusyThenAnswering.busy_left -= 1
-            self.send_response(503)
-            self.end_headers()
-            return
-        payload = json.dumps({"jsonrpc": "2.0", "id": body["id"], "result": "0x2a"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 def test_a_fail_fast_rpc_gives_up_at_once_when_nothing_listens_but_still_retries_a_busy_node() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
@@ -586,11 +564,7 @@ def test_a_fail_fast_rpc_gives_up_at_once_when_nothing_listens_but_still_retries
     slow = time.monotonic() - started
     assert fast < 0.25 and slow >= 0.3, (fast, slow)  # the plain client slept 0.1 s, then 0.2 s
 
-    server = HTTPServer(("127.0.0.1", 0), BusyThenAnswering)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        busy = Rpc(f"http://127.0.0.1:{server.server_port}", retries=3, fail_fast=True)
+    with BusyRpcServer(busy=2) as server:
+        busy = Rpc(server.url, retries=3, fail_fast=True)
         assert busy.call("eth_blockNumber", []) == "0x2a"
-        assert BusyThenAnswering.busy_left == 0
-    finally:
-        server.shutdown()
+        assert server.busy_left == 0
